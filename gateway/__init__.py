@@ -1,0 +1,1 @@
+"""The gateway entry package: the legacy HTTP intake and the read endpoints."""

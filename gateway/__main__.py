@@ -1,0 +1,46 @@
+"""`python -m gateway`: the HTTP gateway."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from qcare_ingest.config import Settings
+from qcare_ingest.errors import ConfigError
+from qcare_ingest.logs import configure_logging
+
+from .app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qcare-ingest gateway", description=__doc__)
+    parser.add_argument("--host", default=None, help="listen address; env QCARE_HTTP_HOST")
+    parser.add_argument("--port", type=int, default=None, help="listen port; env QCARE_HTTP_PORT")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env().with_overrides(http_host=args.host, http_port=args.port)
+        settings.check_gateway()
+    except ConfigError as exc:
+        print(f"qcare-ingest gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, service="gateway")
+    logging.getLogger(__name__).info(
+        "gateway listening",
+        extra={"action": "listening", "url": f"http://{settings.http_host}:{settings.http_port}"},
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout=settings.shutdown_grace,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""create_app(settings): state under typed AppKeys, resources in cleanup_ctx, routes."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from qcare_ingest.broker import Publisher
+from qcare_ingest.config import Settings
+from qcare_ingest.db import create_pool
+from qcare_ingest.store import init_connection
+
+from . import views
+from .views import CLIENT, POOL, PUBLISHER, SETTINGS
+
+MAX_BODY = 4 * 1024 * 1024  # the old maxRequestLength
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _authenticate(keys: dict[str, str], request: web.Request) -> str | None:
+    """The key's name, comparing against every key in constant time."""
+    supplied = request.headers.get("X-Api-Key", "")
+    auth = request.headers.get("Authorization", "")
+    if not supplied and auth[:7].lower() == "bearer ":
+        supplied = auth[7:].strip()
+    found = None
+    for secret, name in keys.items():
+        if hmac.compare_digest(secret.encode(), supplied.encode()):
+            found = name
+    return found
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    keys = request.app[SETTINGS].api_keys
+    if keys and request.path.startswith("/api/"):
+        name = _authenticate(keys, request)
+        if name is None:
+            return web.json_response(
+                {"Message": "Authorization has been denied for this request."},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="qcare-ingest"'},
+            )
+        request[CLIENT] = name
+    return await handler(request)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    publisher = Publisher(
+        settings.amqp_url, settings.delivery_limit, timeout=settings.publish_timeout
+    )
+    await publisher.ping()  # connect now if we can; failing is fine, requests retry
+    pool = await create_pool(settings.database_url, size=8, init=init_connection)
+    app[PUBLISHER] = publisher
+    app[POOL] = pool
+    yield
+    await publisher.close(grace=settings.shutdown_grace)
+    await pool.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[auth_middleware])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)
+    app.router.add_get("/api/v1/qcare/messages/{msg_id}", views.get_message)
+    app.router.add_get("/api/v1/qcare/orders/{accession_no}", views.get_order)
+    app.router.add_get("/healthz", views.healthz)
+    app.router.add_get("/readyz", views.readyz)
+    return app

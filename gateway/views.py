@@ -1,0 +1,156 @@
+"""HTTP handlers: the legacy intake (bind -> confirmed publish -> 200) and the reads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from qcare_ingest.answers import error_json, error_xml, message_xml, problems
+from qcare_ingest.binding import BindResult, Format, UnsupportedMediaTypeError, bind, select_format
+from qcare_ingest.broker import Publisher
+from qcare_ingest.config import Settings
+from qcare_ingest.envelope import H_CLIENT, Envelope, now_utc
+from qcare_ingest.errors import PublishError
+from qcare_ingest.views import message_view, order_view
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+PUBLISHER = web.AppKey("publisher", Publisher)
+POOL = web.AppKey("pool", asyncpg.Pool)
+CLIENT = "qcare.client"
+
+OFFLOAD_BYTES = 64 * 1024  # bind big bodies in a thread so the loop keeps serving
+RETRY_AFTER_S = "5"
+
+
+def _wants_xml(request: web.Request, fmt: Format | None) -> bool:
+    """Web API content negotiation for errors: Accept, then the request's own type."""
+    accept = request.headers.get("Accept", "").lower()
+    for part in accept.split(","):
+        media = part.split(";")[0].strip()
+        if media in ("application/xml", "text/xml"):
+            return True
+        if media in ("application/json", "text/json"):
+            return False
+    return fmt is Format.XML
+
+
+def _refuse(
+    request: web.Request, fmt: Format | None, status: int, model_state: dict[str, list[str]] | None,
+    message: str | None = None, headers: dict[str, str] | None = None,
+) -> web.Response:  # fmt: skip
+    if _wants_xml(request, fmt):
+        text = error_xml(model_state) if model_state is not None else message_xml(message or "")
+        return web.Response(
+            text=text, status=status, content_type="application/xml", headers=headers
+        )
+    body: dict[str, Any] = error_json(model_state) if model_state is not None else {
+        "Message": message
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def update_xray_order(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    body = await request.read()  # 413 above client_max_size
+    fmt: Format | None = None
+    if not body:
+        result = BindResult(None)  # Content-Length: 0, any type: null model (c04)
+    else:
+        try:
+            fmt, charset = select_format(request.headers.get("Content-Type"))
+        except UnsupportedMediaTypeError as exc:
+            return _refuse(request, None, 415, None, exc.message)
+        if len(body) > OFFLOAD_BYTES:
+            result = await asyncio.to_thread(bind, fmt, charset, body)
+        else:
+            result = bind(fmt, charset, body)
+    model_state = problems(result)
+    if model_state is not None or result.model is None:
+        log.info(
+            "request refused",
+            extra={"action": "refused", "status": 400, "fields": sorted(model_state or {})},
+        )
+        return _refuse(request, fmt, 400, model_state)
+    dto = result.model
+    assert dto.msg_id is not None
+    env = Envelope(
+        msg_id=dto.msg_id, received_at=now_utc(), body=dto.encode(), dto=dto,
+        content_type=request.headers.get("Content-Type"),
+    )  # fmt: skip
+    headers = env.headers()
+    client = request.get(CLIENT)
+    if client:
+        headers[H_CLIENT] = client
+    publish_started = time.perf_counter()
+    try:
+        await request.app[PUBLISHER].publish(env.body, env.msg_id, headers)
+    except PublishError as exc:
+        log.warning(
+            "publish failed",
+            extra={"action": "publish_failed", "msg_id": env.msg_id, "error": str(exc)},
+        )
+        return _refuse(
+            request, fmt, 503, None,
+            "The update could not be queued right now; nothing was accepted. Retry later.",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )  # fmt: skip
+    log.info(
+        "update queued",
+        extra={
+            "action": "queued", "msg_id": env.msg_id, "accession": dto.accessionNo,
+            "client": client, "publish_ms": round((time.perf_counter() - publish_started) * 1e3, 2),
+            "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
+        },
+    )  # fmt: skip
+    return web.json_response({"msg_id": env.msg_id, "status": "queued"})
+
+
+async def _read(request: web.Request, query: Any, key: str, what: str) -> web.Response:
+    try:
+        async with asyncio.timeout(5):
+            async with request.app[POOL].acquire() as conn:
+                view = await query(conn, key)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("read failed", extra={"action": "read_failed", "error": type(exc).__name__})
+        return web.json_response(
+            {"Message": "The database is unavailable; retry later."},
+            status=503, headers={"Retry-After": RETRY_AFTER_S},
+        )  # fmt: skip
+    if view is None:
+        return web.json_response({"Message": f"No {what} with that id is known."}, status=404)
+    return web.json_response(view)
+
+
+async def get_message(request: web.Request) -> web.Response:
+    return await _read(request, message_view, request.match_info["msg_id"], "message")
+
+
+async def get_order(request: web.Request) -> web.Response:
+    return await _read(request, order_view, request.match_info["accession_no"], "order")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    broker = await request.app[PUBLISHER].ping()
+    database = True
+    try:
+        async with asyncio.timeout(3):
+            async with request.app[POOL].acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except Exception:
+        database = False
+    ready = broker and database
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", "broker": broker, "database": database},
+        status=200 if ready else 503,
+    )

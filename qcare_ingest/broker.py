@@ -1,0 +1,137 @@
+"""Confirmed, persistent publishing that fails fast while RabbitMQ is away (SPEC §2)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractConnection
+
+from .errors import PublishError
+from .topology import ROUTING_KEY, Topology, declare
+
+log = logging.getLogger(__name__)
+
+
+async def connect(url: str, timeout: float) -> AbstractConnection:
+    """A plain (non-robust) connection: callers own reconnection, so nothing hides a failure."""
+    return await asyncio.wait_for(aio_pika.connect(url, timeout=timeout), timeout)
+
+
+class Publisher:
+    """One connection and confirm channel, re-opened on demand after any failure.
+
+    `publish()` returns only after RabbitMQ confirmed the persistent message, or
+    raises PublishError within `timeout` seconds. After a failed connect it does
+    not try again for `cooldown` seconds, so an outage costs each request
+    microseconds, not a connect timeout.
+    """
+
+    def __init__(
+        self, url: str, delivery_limit: int, timeout: float = 5.0, cooldown: float = 0.5
+    ) -> None:
+        self.url = url
+        self.delivery_limit = delivery_limit
+        self.timeout = timeout
+        self.cooldown = cooldown
+        self._conn: AbstractConnection | None = None
+        self._topology: Topology | None = None
+        self._lock = asyncio.Lock()
+        self._down_until = 0.0
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return (
+            self._conn is not None
+            and not self._conn.is_closed
+            and self._topology is not None
+            and not self._topology.channel.is_closed
+        )
+
+    async def _ensure(self) -> Topology:
+        if self.connected:
+            assert self._topology is not None
+            return self._topology
+        async with self._lock:
+            if self.connected:
+                assert self._topology is not None
+                return self._topology
+            if time.monotonic() < self._down_until:
+                raise PublishError("RabbitMQ is unreachable (retrying shortly)")
+            await self._drop()
+            try:
+                self._conn = await connect(self.url, self.timeout)
+                self._topology = await declare(self._conn, self.delivery_limit)
+            except Exception as exc:
+                self._down_until = time.monotonic() + self.cooldown
+                await self._drop()
+                log.warning(
+                    "broker connect failed",
+                    extra={"action": "broker_connect_failed", "error": type(exc).__name__},
+                )
+                raise PublishError(f"RabbitMQ is unreachable: {type(exc).__name__}") from exc
+            log.info("broker connected", extra={"action": "broker_connected"})
+            return self._topology
+
+    async def _drop(self) -> None:
+        conn, self._conn, self._topology = self._conn, None, None
+        if conn is not None and not conn.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            async with asyncio.timeout(self.timeout):
+                topology = await self._ensure()
+                message = aio_pika.Message(
+                    body,
+                    message_id=message_id,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=headers,
+                )
+                await topology.exchange.publish(message, ROUTING_KEY, mandatory=True)
+        except PublishError:
+            raise
+        except (Exception, TimeoutError) as exc:
+            # The channel state is unknown now: start over on the next publish.
+            self._down_until = 0.0
+            if self._conn is not None:
+                conn, self._conn, self._topology = self._conn, None, None
+                task = asyncio.get_running_loop().create_task(_close_quietly(conn))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            raise PublishError(f"publish not confirmed: {type(exc).__name__}") from exc
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._ensure()
+        except (PublishError, TimeoutError):
+            return False
+        return True
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Wait for in-flight publishes (up to `grace` s), then close."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        await self._drop()
+
+
+async def _close_quietly(conn: AbstractConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.close(), 2)

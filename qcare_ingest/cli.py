@@ -1,0 +1,79 @@
+"""`qcare-ingest`: migrate | gateway | worker | dlq … (SPEC §1).
+
+The gateway and worker entry packages are loaded by name at run time, so the
+core package never imports them (tests/unit/test_layering.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .config import Settings
+from .errors import ConfigError
+from .logs import configure_logging
+
+ENV_HELP = """environment:
+  QCARE_AMQP_URL       default amqp://guest:guest@127.0.0.1:5672/ (a vhost isolates a deployment)
+  QCARE_DATABASE_URL   default postgresql://postgres@127.0.0.1:5432/qcare
+  QCARE_HTTP_HOST      default 127.0.0.1
+  QCARE_HTTP_PORT      default 8080
+  QCARE_API_KEYS       name:secret,...; empty means no authentication (loopback only)
+  QCARE_WORKER_CONCURRENCY default 32
+"""
+
+
+async def _migrate(settings: Settings) -> int:
+    from .broker import connect
+    from .db import migrate
+    from .topology import declare
+
+    applied = await migrate(settings.database_url)
+    print(f"database: {len(applied)} migration(s) applied {applied}", file=sys.stderr)
+    conn = await connect(settings.amqp_url, timeout=10)
+    try:
+        await declare(conn, settings.delivery_limit)
+    finally:
+        await conn.close()
+    print("broker: topology declared", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="qcare-ingest",
+        description="QCare X-ray order intake.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the database schema and broker topology")
+    sub.add_parser("gateway", help="run the HTTP gateway", add_help=False)
+    sub.add_parser("worker", help="run one worker process", add_help=False)
+    sub.add_parser("dlq", help="inspect and replay the dead-letter queue", add_help=False)
+    if argv and argv[0] in ("gateway", "worker", "dlq"):
+        module = {"gateway": "gateway.__main__", "worker": "worker.__main__"}.get(
+            argv[0], "qcare_ingest.dlq"
+        )
+        entry = importlib.import_module(module)
+        code: int = entry.main(argv[1:])
+        return code
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"qcare-ingest: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, service=args.command)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The message on the queue: canonical DTO body plus the gateway's headers (SPEC §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .dto import QCareDto, body_digest
+from .errors import DecodeError
+
+H_RECEIVED_AT = "x-qcare-received-at"  # gateway receipt, ISO 8601 µs, UTC: the version
+H_CONTENT_TYPE = "x-qcare-content-type"  # the request's original Content-Type
+H_CLIENT = "x-qcare-client"  # the API key name that posted it
+H_ATTEMPT = "x-qcare-attempt"  # delay-queue round (0 on first delivery)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def version_of(received_at: datetime, msg_id: str) -> str:
+    """A total order on updates: receipt µs, then msg_id; compares as a string."""
+    micros = int(received_at.timestamp()) * 1_000_000 + received_at.microsecond
+    return f"{micros:020d}|{msg_id}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    msg_id: str
+    received_at: datetime
+    body: bytes
+    dto: QCareDto
+    content_type: str | None = None
+    attempt: int = 0
+
+    @property
+    def version(self) -> str:
+        return version_of(self.received_at, self.msg_id)
+
+    @property
+    def digest(self) -> bytes:
+        return body_digest(self.body)
+
+    def headers(self) -> dict[str, Any]:
+        headers: dict[str, Any] = {H_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds")}
+        if self.content_type is not None:
+            headers[H_CONTENT_TYPE] = self.content_type[:200]
+        return headers
+
+    @classmethod
+    def decode(
+        cls, body: bytes, message_id: str | None, headers: dict[str, Any] | None
+    ) -> Envelope:
+        headers = headers or {}
+        dto = QCareDto.decode(body)
+        msg_id = dto.msg_id
+        if not msg_id or not msg_id.strip():
+            raise DecodeError("message has no msg_id")
+        if message_id is not None and message_id != msg_id:
+            raise DecodeError("message_id property does not match the body's msg_id")
+        raw = headers.get(H_RECEIVED_AT)
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        try:
+            received_at = datetime.fromisoformat(str(raw))
+        except ValueError:
+            raise DecodeError(f"missing or bad {H_RECEIVED_AT} header") from None
+        if received_at.tzinfo is None:
+            raise DecodeError(f"{H_RECEIVED_AT} header has no offset")
+        attempt = headers.get(H_ATTEMPT, 0)
+        ctype = headers.get(H_CONTENT_TYPE)
+        return cls(
+            msg_id=msg_id,
+            received_at=received_at.astimezone(UTC),
+            body=body,
+            dto=dto,
+            content_type=str(ctype) if ctype is not None else None,
+            attempt=attempt if isinstance(attempt, int) else 0,
+        )

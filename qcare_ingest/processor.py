@@ -1,0 +1,191 @@
+"""One delivery, from bytes to ack: decode, apply with retries, or park it (SPEC §3, §4).
+
+The decision ladder (dramatiq's retries middleware, arq's Retry):
+    applied / stale / duplicate      -> ack (after the commit)
+    PermanentError                   -> dead-letter queue (confirmed), then ack
+    TransientError, retries used up  -> next delay queue (confirmed), then ack;
+                                        after the last delay, the dead-letter queue
+    InfrastructureError              -> wait with backoff and try again; never park
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from .deadletter import dead_letter_headers
+from .envelope import H_ATTEMPT, Envelope, now_utc
+from .errors import DecodeError, InfrastructureError, PermanentError, TransientError
+from .retry import Backoff, RetryPolicy
+from .store import apply_update, record_failure
+from .topology import DEAD_KEY, DELAYS_S, delay_queue
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.applied = 0
+        self.stale = 0
+        self.duplicate = 0
+        self.delayed = 0
+        self.dead_lettered = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Processor:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dlx: AbstractExchange,
+        default_exchange: AbstractExchange,
+        *,
+        policy: RetryPolicy | None = None,
+        backoff: Backoff | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+        counters: Counters | None = None,
+    ) -> None:
+        self.pool = pool
+        self.dlx = dlx
+        self.default_exchange = default_exchange
+        self.policy = policy or RetryPolicy()
+        self.backoff = backoff or Backoff()
+        self.stopping = stopping
+        self.counters = counters or Counters()
+        self.worker = worker_id()
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        headers: dict[str, Any] = dict(message.headers or {})
+        try:
+            env = Envelope.decode(message.body, message.message_id, headers)
+        except DecodeError as exc:
+            await self._dead_letter(message, headers, exc, attempts=1)
+            return
+        try:
+            outcome = await self._apply(env)
+        except PermanentError as exc:
+            await self._dead_letter(message, headers, exc, attempts=env.attempt + 1, env=env)
+            return
+        except TransientError as exc:
+            await self._delay_or_dead_letter(message, headers, env, exc)
+            return
+        except InfrastructureError:
+            await message.nack(requeue=True)  # shutting down while the database is away
+            return
+        await message.ack()
+        setattr(self.counters, outcome.status, getattr(self.counters, outcome.status) + 1)
+        log.info(
+            "message processed",
+            extra={
+                "action": "processed",
+                "msg_id": env.msg_id,
+                "outcome": outcome.status,
+                "stale_for": outcome.stale_for or None,
+                "warnings": len(outcome.warnings),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    async def _apply(self, env: Envelope) -> Any:
+        failures = 0
+        while True:
+            try:
+                return await self.policy.call(lambda: self._once(env))
+            except InfrastructureError as exc:
+                if self.stopping():
+                    raise
+                delay = self.backoff.delay(failures)
+                failures += 1
+                log.warning(
+                    "database unavailable, waiting",
+                    extra={"action": "db_wait", "msg_id": env.msg_id, "error": str(exc),
+                           "retry_in_s": round(delay, 2)},
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+
+    async def _once(self, env: Envelope) -> Any:
+        async with self.pool.acquire() as conn:
+            return await apply_update(conn, env)
+
+    async def _publish(
+        self, exchange: AbstractExchange, key: str, message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+    ) -> None:  # fmt: skip
+        await exchange.publish(
+            aio_pika.Message(
+                message.body,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=headers,
+            ),
+            key,
+        )
+
+    async def _delay_or_dead_letter(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], env: Envelope,
+        exc: TransientError,
+    ) -> None:  # fmt: skip
+        if env.attempt >= len(DELAYS_S):
+            await self._dead_letter(message, headers, exc, attempts=env.attempt + 1, env=env,
+                                    reason="retries_exhausted")  # fmt: skip
+            return
+        seconds = DELAYS_S[env.attempt]
+        headers[H_ATTEMPT] = env.attempt + 1
+        await self._publish(self.default_exchange, delay_queue(seconds), message, headers)
+        await message.ack()
+        self.counters.delayed += 1
+        log.warning(
+            "transient failure, delayed",
+            extra={"action": "delayed", "msg_id": env.msg_id, "delay_s": seconds,
+                   "attempt": env.attempt + 1, "error": str(exc)},
+        )  # fmt: skip
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], exc: Exception,
+        *, attempts: int, env: Envelope | None = None, reason: str | None = None,
+    ) -> None:  # fmt: skip
+        reason = reason or getattr(exc, "reason", "permanent")
+        dl_headers = dead_letter_headers(
+            headers, reason=reason, error=exc, attempts=attempts, worker=self.worker,
+            now=now_utc(),
+        )  # fmt: skip
+        # Confirmed in the dead-letter queue first; only then is the original acked.
+        await self._publish(self.dlx, DEAD_KEY, message, dl_headers)
+        await message.ack()
+        self.counters.dead_lettered += 1
+        log.error(
+            "message dead-lettered",
+            extra={"action": "dead_lettered", "msg_id": env.msg_id if env else None,
+                   "reason": reason, "error_class": type(exc).__name__},
+        )  # fmt: skip
+        if env is not None:
+            status = "conflict" if reason == "conflict" else (
+                "rejected" if isinstance(exc, PermanentError) else "dead_lettered"
+            )
+            try:
+                async with asyncio.timeout(5):
+                    async with self.pool.acquire() as conn:
+                        await record_failure(conn, env, status, f"{reason}: {exc}")
+            except Exception as record_exc:  # best effort: the DLQ already has it
+                log.warning(
+                    "could not record the failure in the inbox",
+                    extra={"action": "record_failure_failed", "msg_id": env.msg_id,
+                           "error": type(record_exc).__name__},
+                )  # fmt: skip

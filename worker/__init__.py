@@ -1,0 +1,1 @@
+"""The worker entry package: consume the intake queue and apply updates."""

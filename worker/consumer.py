@@ -1,0 +1,133 @@
+"""Worker: competing consumer with manual acks and bounded prefetch (SPEC §3, §4).
+
+run() -> connect, declare, consume until stop() or the connection drops;
+reconnect with backoff after a drop. stop() is safe to call twice. Shutdown:
+stop consuming, wait for in-flight messages up to the grace period, cancel the
+rest (their deliveries go back to the queue when the channel closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+
+from qcare_ingest.broker import connect
+from qcare_ingest.config import Settings
+from qcare_ingest.db import create_pool
+from qcare_ingest.processor import Counters, Processor, worker_id
+from qcare_ingest.retry import Backoff
+from qcare_ingest.store import init_connection
+from qcare_ingest.topology import declare
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.id = worker_id()
+        self.counters = Counters()
+        self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._backoff = Backoff(initial=0.5, maximum=10.0)
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested", extra={"action": "stop_requested", "worker": self.id})
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        concurrency = self.settings.worker_concurrency
+        pool = await create_pool(
+            self.settings.database_url, size=concurrency, init=init_connection
+        )
+        try:
+            failures = 0
+            while not self.stopping:
+                try:
+                    await self._session(pool, concurrency)
+                    failures = 0
+                except Exception as exc:
+                    delay = self._backoff.delay(failures)
+                    failures += 1
+                    log.warning(
+                        "broker session ended, reconnecting",
+                        extra={"action": "broker_reconnect", "error": type(exc).__name__,
+                               "retry_in_s": round(delay, 2)},
+                    )  # fmt: skip
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+        finally:
+            await pool.close()
+            log.info(
+                "worker stopped",
+                extra={"action": "worker_stopped", "worker": self.id, **self.counters.as_dict()},
+            )
+
+    async def _session(self, pool: Any, concurrency: int) -> None:
+        conn: AbstractConnection = await connect(self.settings.amqp_url, timeout=10)
+        try:
+            lost = asyncio.Event()
+            conn.close_callbacks.add(lambda *_: lost.set())
+            topology = await declare(conn, self.settings.delivery_limit)
+            channel = topology.channel
+            channel.close_callbacks.add(lambda *_: lost.set())
+            await channel.set_qos(prefetch_count=concurrency)
+            processor = Processor(
+                pool, topology.dlx, channel.default_exchange,
+                stopping=lambda: self.stopping, counters=self.counters,
+            )  # fmt: skip
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                task = asyncio.current_task()
+                assert task is not None
+                self._inflight.add(task)
+                try:
+                    await processor.handle(message)
+                finally:
+                    self._inflight.discard(task)
+
+            tag = await topology.queue.consume(on_message)
+            log.info(
+                "consuming",
+                extra={"action": "consuming", "worker": self.id, "prefetch": concurrency},
+            )
+            stop_wait = asyncio.ensure_future(self._stop.wait())
+            lost_wait = asyncio.ensure_future(lost.wait())
+            await asyncio.wait({stop_wait, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            lost_wait.cancel()
+            if lost.is_set() and not self.stopping:
+                raise ConnectionError("broker connection lost")
+            with contextlib.suppress(Exception):
+                await topology.queue.cancel(tag)
+            await self._drain()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        grace = self.settings.shutdown_grace
+        log.info(
+            "finishing in-flight messages",
+            extra={"action": "draining", "inflight": len(self._inflight), "grace_s": grace},
+        )
+        _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            log.warning(
+                "in-flight messages handed back",
+                extra={"action": "handed_back", "count": len(pending)},
+            )
