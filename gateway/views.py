@@ -50,9 +50,9 @@ def _refuse(
         return web.Response(
             text=text, status=status, content_type="application/xml", headers=headers
         )
-    body: dict[str, Any] = error_json(model_state) if model_state is not None else {
-        "Message": message
-    }
+    body: dict[str, Any] = (
+        error_json(model_state) if model_state is not None else {"Message": message}
+    )
     return web.json_response(body, status=status, headers=headers)
 
 

@@ -23,9 +23,7 @@ def problems(result: BindResult) -> dict[str, list[str]] | None:
     if len(model.msg_id) > 200:
         return {f"{PARAM}.msg_id": ["msg_id is longer than 200 characters."]}
     if not model.has_target():
-        return {
-            PARAM: ["Nothing to apply the update to: send hkid, passno or accessionNo."]
-        }
+        return {PARAM: ["Nothing to apply the update to: send hkid, passno or accessionNo."]}
     return None
 
 

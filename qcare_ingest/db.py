@@ -91,8 +91,6 @@ async def migrate(url: str) -> list[str]:
 
 async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
     """A pool that connects lazily (min_size=0), so start-up does not need the database."""
-    pool = await asyncpg.create_pool(
-        url, min_size=0, max_size=size, command_timeout=30, **kwargs
-    )
+    pool = await asyncpg.create_pool(url, min_size=0, max_size=size, command_timeout=30, **kwargs)
     assert pool is not None
     return pool

@@ -43,7 +43,9 @@ class Envelope:
         return body_digest(self.body)
 
     def headers(self) -> dict[str, Any]:
-        headers: dict[str, Any] = {H_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds")}
+        headers: dict[str, Any] = {
+            H_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds")
+        }
         if self.content_type is not None:
             headers[H_CONTENT_TYPE] = self.content_type[:200]
         return headers

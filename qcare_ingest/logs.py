@@ -32,15 +32,15 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD
-        )
+        extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD)
         base = f"{datetime.fromtimestamp(record.created).strftime('%H:%M:%S')} "
         base += f"{record.levelname:<7} {record.name}: {record.getMessage()}"
         return f"{base} {extras}".rstrip()
 
 
-def configure_logging(level: str = "INFO", service: str = "qcare", json_lines: bool | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", service: str = "qcare", json_lines: bool | None = None
+) -> None:
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)

@@ -54,7 +54,9 @@ def make_plan(dto: QCareDto) -> Plan:
     if key is not None:
         plan.patient = {name: getattr(dto, name) for name in PATIENT_REGISTERS}
         if _present(dto.hkid) and not hkid_valid(normalise_hkid(dto.hkid or "")):
-            warnings.append(f"hkid {mask_id(dto.hkid)} has a wrong check digit or shape; stored as sent")
+            warnings.append(
+                f"hkid {mask_id(dto.hkid)} has a wrong check digit or shape; stored as sent"
+            )
         if dto.gender is not None and normalise_gender(dto.gender) is None:
             warnings.append("gender not recognised (M/F/U, Male/Female, 男/女); stored as U")
         if _present(dto.dob) and parse_dob(dto.dob) is None:
@@ -69,9 +71,13 @@ def make_plan(dto: QCareDto) -> Plan:
         plan.order["services"] = services
         plan.order["patient"] = key
         parsed = parse_dotnet(dto.studyDate) if dto.studyDate else None
-        if parsed is not None and parsed.date_only and _present(dto.studyTime):
-            if parse_study_time(dto.studyTime) is None:
-                warnings.append("studyTime could not be parsed (HH:mm[:ss]); studyDate used alone")
+        if (
+            parsed is not None
+            and parsed.date_only
+            and _present(dto.studyTime)
+            and parse_study_time(dto.studyTime) is None
+        ):
+            warnings.append("studyTime could not be parsed (HH:mm[:ss]); studyDate used alone")
     elif dto.services is not None or _present(dto.studyDate):
         warnings.append("order fields were ignored: the message has no accessionNo")
     return plan

@@ -161,7 +161,7 @@ class Processor:
         self, message: AbstractIncomingMessage, headers: dict[str, Any], exc: Exception,
         *, attempts: int, env: Envelope | None = None, reason: str | None = None,
     ) -> None:  # fmt: skip
-        reason = reason or getattr(exc, "reason", "permanent")
+        reason = reason or str(getattr(exc, "reason", "permanent"))
         dl_headers = dead_letter_headers(
             headers, reason=reason, error=exc, attempts=attempts, worker=self.worker,
             now=now_utc(),
@@ -176,8 +176,10 @@ class Processor:
                    "reason": reason, "error_class": type(exc).__name__},
         )  # fmt: skip
         if env is not None:
-            status = "conflict" if reason == "conflict" else (
-                "rejected" if isinstance(exc, PermanentError) else "dead_lettered"
+            status = (
+                "conflict"
+                if reason == "conflict"
+                else ("rejected" if isinstance(exc, PermanentError) else "dead_lettered")
             )
             try:
                 async with asyncio.timeout(5):

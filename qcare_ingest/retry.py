@@ -1,8 +1,8 @@
 """Sorting failures and retrying the transient ones (SPEC §4), as data.
 
-    infrastructure down  -> wait with backoff until it is back; never dead-letter
-    transient            -> tenacity in-process (bounded, jittered), then delay queues
-    permanent            -> dead-letter queue at once
+infrastructure down  -> wait with backoff until it is back; never dead-letter
+transient            -> tenacity in-process (bounded, jittered), then delay queues
+permanent            -> dead-letter queue at once
 """
 
 from __future__ import annotations
@@ -43,9 +43,7 @@ def classify(exc: BaseException) -> BaseException:
         ):
             return InfrastructureError(f"{type(exc).__name__} ({state})")
         return TransientError(f"{type(exc).__name__} ({state})")
-    if isinstance(
-        exc, OSError | ConnectionError | TimeoutError | asyncpg.InterfaceError
-    ):
+    if isinstance(exc, OSError | ConnectionError | TimeoutError | asyncpg.InterfaceError):
         return InfrastructureError(type(exc).__name__)
     return TransientError(f"unexpected {type(exc).__name__}")
 
@@ -62,7 +60,9 @@ class RetryPolicy:
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.jitter),
+            wait=wait_exponential_jitter(
+                initial=self.initial, max=self.maximum, jitter=self.jitter
+            ),
             retry=retry_if_exception_type(TransientError),
             reraise=True,
         )

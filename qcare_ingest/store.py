@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from .dates import parse_dob, parse_dotnet, parse_study_time, to_instant
 from .envelope import Envelope
@@ -29,6 +30,9 @@ ORDER_COLUMNS = {
 }  # fmt: skip
 
 
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
 @dataclass
 class Outcome:
     status: str  # applied | stale | duplicate
@@ -36,7 +40,7 @@ class Outcome:
     stale_for: list[str] = field(default_factory=list)
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: Conn) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
             typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -56,7 +60,7 @@ RETURNING msg_id
 """
 
 
-async def apply_update(conn: asyncpg.Connection, env: Envelope) -> Outcome:
+async def apply_update(conn: Conn, env: Envelope) -> Outcome:
     """Dedupe on msg_id and apply, all in one transaction; the caller acks after it returns."""
     plan = make_plan(env.dto)
     outcome = Outcome("stale", warnings=list(plan.warnings))
@@ -87,17 +91,15 @@ async def apply_update(conn: asyncpg.Connection, env: Envelope) -> Outcome:
     return outcome
 
 
-async def _lock_row(conn: asyncpg.Connection, table: str, key_col: str, key: str) -> asyncpg.Record:
-    await conn.execute(
-        f"INSERT INTO {table} ({key_col}) VALUES ($1) ON CONFLICT DO NOTHING", key
-    )
+async def _lock_row(conn: Conn, table: str, key_col: str, key: str) -> asyncpg.Record:
+    await conn.execute(f"INSERT INTO {table} ({key_col}) VALUES ($1) ON CONFLICT DO NOTHING", key)
     row = await conn.fetchrow(f"SELECT * FROM {table} WHERE {key_col} = $1 FOR UPDATE", key)
     assert row is not None
     return row
 
 
 async def _write(
-    conn: asyncpg.Connection,
+    conn: Conn,
     table: str,
     key_col: str,
     key: str,
@@ -122,9 +124,7 @@ def _mark_stale(row: asyncpg.Record, env: Envelope, entity: str, outcome: Outcom
         outcome.stale_for.append(entity)
 
 
-async def _apply_patient(
-    conn: asyncpg.Connection, plan: Plan, env: Envelope, outcome: Outcome
-) -> bool:
+async def _apply_patient(conn: Conn, plan: Plan, env: Envelope, outcome: Outcome) -> bool:
     assert plan.patient_key is not None
     row = await _lock_row(conn, "patients", "patient_key", plan.patient_key)
     _mark_stale(row, env, "patient", outcome)
@@ -153,9 +153,7 @@ def _study_at(raw_date: str | None, raw_time: str | None) -> datetime | None:
     return to_instant(parsed, parse_study_time(raw_time))
 
 
-async def _apply_order(
-    conn: asyncpg.Connection, plan: Plan, env: Envelope, outcome: Outcome
-) -> bool:
+async def _apply_order(conn: Conn, plan: Plan, env: Envelope, outcome: Outcome) -> bool:
     assert plan.accession_no is not None
     row = await _lock_row(conn, "orders", "accession_no", plan.accession_no)
     _mark_stale(row, env, "order", outcome)
@@ -177,9 +175,7 @@ async def _apply_order(
     return True
 
 
-async def _replace_services(
-    conn: asyncpg.Connection, accession_no: str, services: list[dict[str, Any]]
-) -> None:
+async def _replace_services(conn: Conn, accession_no: str, services: list[dict[str, Any]]) -> None:
     await conn.execute("DELETE FROM order_services WHERE accession_no = $1", accession_no)
     if not services:
         return
@@ -198,9 +194,7 @@ async def _replace_services(
     )
 
 
-async def record_failure(
-    conn: asyncpg.Connection, env: Envelope, status: str, error: str
-) -> None:
+async def record_failure(conn: Conn, env: Envelope, status: str, error: str) -> None:
     """Best effort, after the message is safely in the dead-letter queue."""
     if status == "conflict":
         await conn.execute(

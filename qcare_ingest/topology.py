@@ -1,9 +1,9 @@
 """RabbitMQ topology: names and one idempotent `declare()` (SPEC §4).
 
-    gateway ──▶ exchange qcare.ingest ──(update)──▶ quorum queue qcare.ingest
-                                                        │ x-delivery-limit, DLX
-    worker retry ──▶ qcare.ingest.delay.<n>s (TTL) ─────┘ dead-letters back to qcare.ingest
-    worker/limit ──▶ exchange qcare.ingest.dlx ──(dead)──▶ quorum queue qcare.ingest.dlq
+gateway ──▶ exchange qcare.ingest ──(update)──▶ quorum queue qcare.ingest
+                                                    │ x-delivery-limit, DLX
+worker retry ──▶ qcare.ingest.delay.<n>s (TTL) ─────┘ dead-letters back to qcare.ingest
+worker/limit ──▶ exchange qcare.ingest.dlx ──(dead)──▶ quorum queue qcare.ingest.dlq
 """
 
 from __future__ import annotations

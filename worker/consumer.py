@@ -46,9 +46,7 @@ class Worker:
 
     async def run(self) -> None:
         concurrency = self.settings.worker_concurrency
-        pool = await create_pool(
-            self.settings.database_url, size=concurrency, init=init_connection
-        )
+        pool = await create_pool(self.settings.database_url, size=concurrency, init=init_connection)
         try:
             failures = 0
             while not self.stopping:

@@ -107,7 +107,9 @@ class _Binder:
             return True
         ref_id = str(meta["$id"])
         if ref_id in self.ids:
-            self.error(path, f"Error reading object reference '{ref_id[:40]}': the $id is used twice")
+            self.error(
+                path, f"Error reading object reference '{ref_id[:40]}': the $id is used twice"
+            )
             return False
         self.ids[ref_id] = target
         return True
@@ -155,7 +157,9 @@ class _Binder:
         if isinstance(value, str) and not isinstance(value, _Num):
             if parse_dotnet(value) is not None:
                 return True, value
-            self.error(path, f"'{value[:40]}' is not a valid date (expected ISO 8601 or /Date(ms)/)")
+            self.error(
+                path, f"'{value[:40]}' is not a valid date (expected ISO 8601 or /Date(ms)/)"
+            )
             return False, None
         self.error(path, f"Expected a date string but got {_describe(value)}")
         return False, None

@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import codecs
 
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"))  # fmt: skip
+_UTF16_CHARSETS = {"utf-16": "utf-16-le", "utf-16le": "utf-16-le", "unicode": "utf-16-le",
+                   "utf-16be": "utf-16-be"}  # fmt: skip
+
 
 class BodyDecodeError(ValueError):
     pass
 
 
+def body_encoding(body: bytes, charset: str | None) -> tuple[str, int]:
+    """(codec, BOM length): a BOM overrides the header; any charset but UTF-16 means UTF-8."""
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return codec, len(bom)
+    return _UTF16_CHARSETS.get(charset or "", "utf-8"), 0
+
+
 def decode_body(body: bytes, charset: str | None) -> str:
-    """UTF-8 (strict) or UTF-16; a BOM overrides the header; other charsets mean UTF-8."""
-    if body.startswith(codecs.BOM_UTF8):
-        return _decode(body[3:], "utf-8")
-    if body.startswith(codecs.BOM_UTF16_LE):
-        return _decode(body[2:], "utf-16-le")
-    if body.startswith(codecs.BOM_UTF16_BE):
-        return _decode(body[2:], "utf-16-be")
-    if charset in ("utf-16", "utf-16le", "unicode"):
-        return _decode(body, "utf-16-le")
-    if charset == "utf-16be":
-        return _decode(body, "utf-16-be")
-    return _decode(body, "utf-8")
-
-
-def _decode(data: bytes, encoding: str) -> str:
+    """Strict UTF-8 or UTF-16 text; anything else is a clear error."""
+    codec, skip = body_encoding(body, charset)
+    data = body[skip:]
     try:
-        return data.decode(encoding)
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         bad = data[exc.start : exc.start + 1].hex()
-        label = "UTF-8" if encoding == "utf-8" else "UTF-16"
+        label = "UTF-8" if codec == "utf-8" else "UTF-16"
         raise BodyDecodeError(
             f"The body is not valid {label} text (byte 0x{bad} at offset {exc.start}); "
             "send UTF-8 or UTF-16"

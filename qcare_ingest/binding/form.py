@@ -1,0 +1,103 @@
+"""Form posts as MVC model binding read them (WIRE.md §5)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ..dates import parse_dotnet
+from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
+from .result import BindResult
+
+MAX_KEYS = 1000
+_JQUERY_NAMED = re.compile(r"\[([^\]\d][^\]]*)\]")  # a[b] -> a.b (a[0] stays)
+_INDEX = re.compile(r"^services\[([^\]]*)\](?:\.(.*))?$")
+_INT = re.compile(r"^\s*[+-]?\d+\s*$")
+
+_DTO_NAMES = {name.lower(): name for name in DTO_FIELDS}
+_SERVICE_NAMES = {name.lower(): name for name in SERVICE_FIELDS}
+
+
+class TooManyKeysError(ValueError):
+    pass
+
+
+def parse_pairs(body: bytes) -> dict[str, str]:
+    """Keys normalised to MVC style and lower-cased; the first value of a key wins."""
+    text = body.decode("utf-8", errors="replace")  # charset is ignored; bad bytes -> U+FFFD
+    values: dict[str, str] = {}
+    count = 0
+    for segment in text.split("&"):
+        if not segment:
+            continue
+        count += 1
+        if count > MAX_KEYS:
+            raise TooManyKeysError
+        raw_key, _, raw_value = segment.partition("=")
+        key = unquote_plus(raw_key, errors="replace")
+        key = _JQUERY_NAMED.sub(r".\1", key).replace("[]", "")
+        values.setdefault(key.lower(), unquote_plus(raw_value, errors="replace"))
+    return values
+
+
+def _null_if_blank(value: str | None) -> str | None:
+    return None if value is None or not value.strip() else value
+
+
+def _indices(pairs: dict[str, str]) -> list[str]:
+    explicit = pairs.get("services.index")
+    if explicit is not None:
+        return [i.strip() for i in explicit.split(",") if i.strip()]
+    present = {m[1] for key in pairs if (m := _INDEX.match(key))}
+    out, n = [], 0
+    while str(n) in present:  # read in order, stop at the first gap
+        out.append(str(n))
+        n += 1
+    return out
+
+
+def bind_form(body: bytes) -> BindResult:
+    result = BindResult(None)
+    try:
+        pairs = parse_pairs(body)
+    except TooManyKeysError:
+        result.add("", f"The form has more than {MAX_KEYS} keys")
+        return result
+    fields: dict[str, Any] = {}
+    for lower, cs_name in _DTO_NAMES.items():
+        if cs_name == "services" or lower not in pairs:
+            continue
+        value = _null_if_blank(pairs[lower])
+        canon = DTO_FIELDS[cs_name]
+        if canon == "studyDate" and value is not None and parse_dotnet(value) is None:
+            result.add(cs_name, f"The value '{value[:40]}' is not valid for {cs_name}.")
+            continue
+        fields[canon] = value
+    indices = _indices(pairs)
+    if indices:
+        fields["services"] = [_service(pairs, index, i, result) for i, index in enumerate(indices)]
+    result.model = QCareDto(**fields)
+    return result
+
+
+def _service(
+    pairs: dict[str, str], index: str, position: int, result: BindResult
+) -> dict[str, Any]:
+    line: dict[str, Any] = {}
+    for lower, cs_name in _SERVICE_NAMES.items():
+        key = f"services[{index.lower()}].{lower}"
+        if key not in pairs:
+            continue
+        canon = SERVICE_FIELDS[cs_name]
+        value = _null_if_blank(pairs[key])
+        path = f"services[{position}].{cs_name}"
+        if canon not in SERVICE_INT_FIELDS:
+            line[canon] = value
+        elif value is None:
+            result.add(path, "A value is required.")
+        elif not _INT.match(value) or not INT32_MIN <= int(value) <= INT32_MAX:
+            result.add(path, f"The value '{value[:20]}' is not valid for {cs_name}.")
+        else:
+            line[canon] = int(value)
+    return line

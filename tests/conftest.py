@@ -1,0 +1,147 @@
+"""Real RabbitMQ and PostgreSQL, isolated per test run: own vhost, own database.
+
+Locally a missing service skips the integration tests; in CI (CI=true) it fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aio_pika
+import aiohttp
+import asyncpg
+import pytest
+
+from qcare_ingest.config import Settings
+from qcare_ingest.db import migrate
+from qcare_ingest.store import init_connection
+from tests.support.procs import Gateway, Proc, Worker
+
+AMQP_BASE = os.environ.get("QCARE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+PG_BASE = os.environ.get("QCARE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"test services unavailable in CI: {reason}")
+    pytest.skip(f"test services unavailable: {reason}")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class RunEnv:
+    vhost: str
+    amqp_url: str
+    database_url: str
+    amqp_host_port: tuple[str, int] = ("127.0.0.1", 5672)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "QCARE_AMQP_URL": self.amqp_url,
+            "QCARE_DATABASE_URL": self.database_url,
+            "QCARE_LOG_LEVEL": "INFO",
+            "QCARE_API_KEYS": "",
+            **extra,
+        }
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env())
+
+
+@pytest.fixture(scope="session")
+async def test_env() -> AsyncIterator[RunEnv]:
+    run = uuid.uuid4().hex[:10]
+    vhost = f"qcare_test_{run}"
+    if shutil.which("rabbitmqctl") is None:
+        _unavailable("rabbitmqctl not found (needed to create a vhost per run)")
+    try:
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except (subprocess.SubprocessError, OSError) as exc:
+        _unavailable(f"cannot create a RabbitMQ vhost: {exc}")
+    amqp_url = AMQP_BASE.rstrip("/") + "/" + quote(vhost, safe="")
+    database_url = PG_BASE.rstrip("/") + f"/qcare_test_{run}"
+    try:
+        await migrate(database_url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _rabbitmqctl("delete_vhost", vhost)
+        _unavailable(f"PostgreSQL: {exc}")
+    env = RunEnv(vhost, amqp_url, database_url)
+    yield env
+    admin = await asyncpg.connect(PG_BASE.rstrip("/") + "/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "qcare_test_{run}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+async def db(test_env: RunEnv) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(test_env.database_url, min_size=1, max_size=4,
+                                     init=init_connection)  # fmt: skip
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@pytest.fixture
+async def amqp(test_env: RunEnv) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    conn = await aio_pika.connect(test_env.amqp_url)
+    yield conn
+    await conn.close()
+
+
+class Procs:
+    """Starts gateway/worker processes for one test and always cleans them up."""
+
+    def __init__(self, test_env: RunEnv) -> None:
+        self.test_env = test_env
+        self.started: list[Proc] = []
+
+    def gateway(self, **env: str) -> Gateway:
+        proc = Gateway(self.test_env.env(**env))
+        self.started.append(proc)
+        return proc
+
+    def worker(self, concurrency: int = 16, **env: str) -> Worker:
+        proc = Worker(self.test_env.env(**env), concurrency=concurrency)
+        self.started.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.started:
+            proc.close()
+
+
+@pytest.fixture
+def procs(test_env: RunEnv) -> Iterator[Procs]:
+    p = Procs(test_env)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+async def stack(procs: Procs, http: aiohttp.ClientSession) -> tuple[Gateway, list[Worker]]:
+    """A gateway and two workers, ready."""
+    gw = procs.gateway()
+    workers = [procs.worker(), procs.worker()]
+    await asyncio.gather(gw.ready(http), *(w.consuming() for w in workers))
+    return gw, workers
