@@ -23,10 +23,10 @@ class TooManyKeysError(ValueError):
     pass
 
 
-def parse_pairs(body: bytes) -> dict[str, str]:
-    """Keys normalised to MVC style and lower-cased; the first value of a key wins."""
+def parse_pairs(body: bytes) -> dict[str, list[str]]:
+    """Keys normalised to MVC style and lower-cased, each with all its values in order."""
     text = body.decode("utf-8", errors="replace")  # charset is ignored; bad bytes -> U+FFFD
-    values: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
     count = 0
     for segment in text.split("&"):
         if not segment:
@@ -37,7 +37,7 @@ def parse_pairs(body: bytes) -> dict[str, str]:
         raw_key, _, raw_value = segment.partition("=")
         key = unquote_plus(raw_key, errors="replace")
         key = _JQUERY_NAMED.sub(r".\1", key).replace("[]", "")
-        values.setdefault(key.lower(), unquote_plus(raw_value, errors="replace"))
+        values.setdefault(key.lower(), []).append(unquote_plus(raw_value, errors="replace"))
     return values
 
 
@@ -45,10 +45,10 @@ def _null_if_blank(value: str | None) -> str | None:
     return None if value is None or not value.strip() else value
 
 
-def _indices(pairs: dict[str, str]) -> list[str]:
+def _indices(pairs: dict[str, list[str]]) -> list[str]:
     explicit = pairs.get("services.index")
-    if explicit is not None:
-        return [i.strip() for i in explicit.split(",") if i.strip()]
+    if explicit is not None:  # every value counts here, comma-separated or repeated
+        return [i.strip() for v in explicit for i in v.split(",") if i.strip()]
     present = {m[1] for key in pairs if (m := _INDEX.match(key))}
     out, n = [], 0
     while str(n) in present:  # read in order, stop at the first gap
@@ -60,10 +60,11 @@ def _indices(pairs: dict[str, str]) -> list[str]:
 def bind_form(body: bytes) -> BindResult:
     result = BindResult(None)
     try:
-        pairs = parse_pairs(body)
+        all_pairs = parse_pairs(body)
     except TooManyKeysError:
         result.add("", f"The form has more than {MAX_KEYS} keys")
         return result
+    pairs = {key: values[0] for key, values in all_pairs.items()}  # the first value wins
     fields: dict[str, Any] = {}
     for lower, cs_name in _DTO_NAMES.items():
         if cs_name == "services" or lower not in pairs:
@@ -74,16 +75,14 @@ def bind_form(body: bytes) -> BindResult:
             result.add(cs_name, f"The value '{value[:40]}' is not valid for {cs_name}.")
             continue
         fields[canon] = value
-    indices = _indices(pairs)
+    indices = _indices(all_pairs)
     if indices:
-        fields["services"] = [_service(pairs, index, i, result) for i, index in enumerate(indices)]
+        fields["services"] = [_service(pairs, index, result) for index in indices]
     result.model = QCareDto(**fields)
     return result
 
 
-def _service(
-    pairs: dict[str, str], index: str, position: int, result: BindResult
-) -> dict[str, Any]:
+def _service(pairs: dict[str, str], index: str, result: BindResult) -> dict[str, Any]:
     line: dict[str, Any] = {}
     for lower, cs_name in _SERVICE_NAMES.items():
         key = f"services[{index.lower()}].{lower}"
@@ -91,7 +90,7 @@ def _service(
             continue
         canon = SERVICE_FIELDS[cs_name]
         value = _null_if_blank(pairs[key])
-        path = f"services[{position}].{cs_name}"
+        path = f"services[{index}].{cs_name}"
         if canon not in SERVICE_INT_FIELDS:
             line[canon] = value
         elif value is None:
