@@ -16,7 +16,8 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from .errors import DataRefusedError, InfrastructureError, PermanentError, TransientError
@@ -60,9 +61,10 @@ class RetryPolicy:
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(
-                initial=self.initial, max=self.maximum, jitter=self.jitter
-            ),
+            # exponential plus random jitter, spelled out: tenacity 9.2 deprecated
+            # wait_exponential_jitter's `initial`, and 8.x has no replacement for it
+            wait=wait_exponential(multiplier=self.initial, max=self.maximum)
+            + wait_random(0, self.jitter),
             retry=retry_if_exception_type(TransientError),
             reraise=True,
         )
