@@ -24,6 +24,12 @@ async def message_view(conn: asyncpg.Connection, msg_id: str) -> dict[str, Any] 
     )
     if row is None:
         return None
+    error = row["error"]
+    if row["conflicts"] and error is None:
+        error = (
+            f"{row['conflicts']} later message(s) reused this msg_id with different content: "
+            "not applied, dead-lettered (conflict)"
+        )
     return {
         "msg_id": row["msg_id"],
         "status": row["status"],
@@ -32,7 +38,7 @@ async def message_view(conn: asyncpg.Connection, msg_id: str) -> dict[str, Any] 
         "accessionNo": row["accession_no"],
         "warnings": row["warnings"],
         "stale_for": row["stale_for"],
-        "error": row["error"],
+        "error": error,
         "conflicts": row["conflicts"],
     }
 
