@@ -90,7 +90,7 @@ class Backoff:
     """Waiting for infrastructure: unbounded in count, capped in interval."""
 
     initial: float = 0.2
-    maximum: float = 10.0
+    maximum: float = 5.0
 
     def delay(self, failures: int) -> float:
         return float(min(self.maximum, self.initial * (2 ** min(failures, 16))))

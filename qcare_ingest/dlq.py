@@ -1,0 +1,253 @@
+"""`qcare-ingest dlq list | show MSG_ID | replay [MSG_ID…] [--all] | purge …` (SPEC §4).
+
+Messages are read with basic.get and left unacked, so a reader that dies puts
+nothing at risk: the broker hands them back when the channel closes. Replay
+publishes to the main exchange, waits for the confirm, and only then acks the
+dead-lettered copy: a crash in between leaves a duplicate, which the inbox absorbs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from .broker import connect
+from .config import Settings
+from .deadletter import H_ATTEMPTS, H_ERROR, H_LAST_FAILURE, H_REASON, H_REPLAYED
+from .envelope import H_ATTEMPT
+from .errors import ConfigError
+from .normalize import mask_id
+from .topology import DLQ, EXCHANGE, ROUTING_KEY, declare
+
+PERSONAL = ("hkid", "passno")
+NAMES = ("name",)
+
+
+@dataclass
+class Dead:
+    message: AbstractIncomingMessage
+    msg_id: str
+    accession: str | None
+    reason: str
+    attempts: int
+    failed_at: datetime | None
+
+    def age(self, now: datetime) -> str:
+        if self.failed_at is None:
+            return "?"
+        seconds = int((now - self.failed_at).total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds >= size:
+                return f"{seconds // size}{unit}"
+        return f"{seconds}s"
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _death(headers: dict[str, Any]) -> dict[str, Any]:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
+
+
+def describe(message: AbstractIncomingMessage) -> Dead:
+    headers = dict(message.headers or {})
+    death = _death(headers)
+    reason = _text(headers.get(H_REASON) or death.get("reason") or "unknown")
+    attempts = headers.get(H_ATTEMPTS) or headers.get("x-delivery-count") or death.get("count")
+    failed: datetime | None = None
+    stamp = headers.get(H_LAST_FAILURE)
+    if stamp:
+        try:
+            failed = datetime.fromisoformat(_text(stamp))
+        except ValueError:
+            failed = None
+    elif isinstance(death.get("time"), datetime):
+        failed = death["time"].replace(tzinfo=UTC)
+    accession = None
+    try:
+        body = json.loads(message.body)
+        accession = body.get("accessionNo") if isinstance(body, dict) else None
+    except ValueError:
+        pass
+    return Dead(message, message.message_id or "?", accession, reason,
+                int(attempts) if isinstance(attempts, int) else 0, failed)  # fmt: skip
+
+
+def masked_body(body: bytes) -> Any:
+    """The DTO for `show`, with HKID and passport masked and names hidden (SPEC §5)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {"undecodable_body_bytes": len(body)}
+    if isinstance(data, dict):
+        for key in PERSONAL:
+            if isinstance(data.get(key), str):
+                data[key] = mask_id(data[key])
+        for key in NAMES:
+            if data.get(key):
+                data[key] = "***"
+    return data
+
+
+async def fetch_all(channel: AbstractChannel) -> list[Dead]:
+    queue = await channel.declare_queue(DLQ, passive=True)
+    out = []
+    while (message := await queue.get(no_ack=False, fail=False)) is not None:
+        out.append(describe(message))
+    return out
+
+
+def progress(done: int, total: int, out: TextIO) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done == total:
+        out.write("\n")
+    out.flush()
+
+
+def _select(dead: list[Dead], ids: list[str], all_: bool, reason: str | None) -> list[Dead]:
+    chosen = [d for d in dead if all_ or d.msg_id in ids]
+    if reason:
+        chosen = [d for d in chosen if d.reason == reason]
+    return chosen
+
+
+async def replay(
+    channel: AbstractChannel, chosen: list[Dead], report: Callable[[int, int], None]
+) -> int:
+    exchange = await channel.get_exchange(EXCHANGE)
+    for done, dead in enumerate(chosen, start=1):
+        src = dead.message
+        headers = {k: v for k, v in (src.headers or {}).items()
+                   if k not in ("x-death", "x-delivery-count", "x-first-death-exchange",
+                                "x-first-death-queue", "x-first-death-reason")}  # fmt: skip
+        headers[H_ATTEMPT] = 0
+        replayed = headers.get(H_REPLAYED, 0)
+        headers[H_REPLAYED] = (replayed if isinstance(replayed, int) else 0) + 1
+        await exchange.publish(
+            aio_pika.Message(src.body, message_id=src.message_id, content_type=src.content_type,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers),
+            ROUTING_KEY,
+        )  # fmt: skip
+        await src.ack()  # only after the confirm above
+        report(done, len(chosen))
+    return len(chosen)
+
+
+def _list(dead: list[Dead], out: TextIO, err: TextIO) -> int:
+    now = datetime.now(UTC)
+    out.write(f"{'msg_id':<40} {'accession':<20} {'reason':<20} {'attempts':>8} {'age':>6}\n")
+    for d in dead:
+        out.write(f"{d.msg_id[:40]:<40} {(d.accession or '-')[:20]:<20} "
+                  f"{d.reason[:20]:<20} {d.attempts:>8} {d.age(now):>6}\n")  # fmt: skip
+    err.write(f"{len(dead)} dead-lettered message(s)\n")
+    return 0
+
+
+def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO) -> int:
+    found = [d for d in dead if d.msg_id == msg_id]
+    if not found:
+        err.write(f"no dead-lettered message with msg_id {msg_id!r}\n")
+        return 1
+    for d in found:
+        headers = {k: _text(v) if isinstance(v, bytes) else v
+                   for k, v in (d.message.headers or {}).items()}  # fmt: skip
+        shown = {"msg_id": d.msg_id, "reason": d.reason, "error": headers.get(H_ERROR),
+                 "headers": headers, "dto": masked_body(d.message.body)}  # fmt: skip
+        out.write(json.dumps(shown, indent=2, default=str, ensure_ascii=False) + "\n")
+    return 0
+
+
+async def _confirm_purge(count: int, err: TextIO) -> bool:
+    if not sys.stdin.isatty():
+        err.write("dlq purge: refusing without --yes (no terminal to confirm on)\n")
+        return False
+    prompt = f"Delete {count} message(s) for good? Type 'purge': "
+    answer = await asyncio.to_thread(input, prompt)
+    return answer.strip() == "purge"
+
+
+async def _move(
+    args: argparse.Namespace, channel: AbstractChannel, dead: list[Dead], out: TextIO,
+    err: TextIO,
+) -> int:  # fmt: skip
+    if not args.all and not args.msg_ids:
+        err.write(f"dlq {args.action}: name MSG_IDs or pass --all\n")
+        return 2
+    chosen = _select(dead, args.msg_ids, args.all, args.reason)
+    missing = set(args.msg_ids) - {d.msg_id for d in chosen}
+    if missing:
+        err.write(f"not in the dead-letter queue: {', '.join(sorted(missing))}\n")
+    if args.dry_run:
+        for d in chosen:
+            out.write(f"would {args.action} {d.msg_id} ({d.reason})\n")
+        err.write(f"{len(chosen)} message(s) would be {args.action}d\n")
+        return 0
+    if args.action == "replay":
+        report = (lambda i, t: progress(i, t, err)) if len(chosen) > 1 else (lambda i, t: None)
+        n = await replay(channel, chosen, report)
+        err.write(f"replayed {n} message(s) to {EXCHANGE}; {len(dead) - n} left\n")
+        return 1 if missing else 0
+    if not args.yes and not await _confirm_purge(len(chosen), err):
+        err.write("nothing purged\n")
+        return 1
+    for d in chosen:
+        await d.message.ack()
+    err.write(f"purged {len(chosen)} message(s)\n")
+    return 1 if missing else 0
+
+
+async def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    conn = await connect(settings.amqp_url, timeout=10)
+    try:
+        topology = await declare(conn, settings.delivery_limit)
+        dead = await fetch_all(topology.channel)
+        if args.action == "list":
+            return _list(dead, out, err)
+        if args.action == "show":
+            return _show(dead, args.msg_id, out, err)
+        return await _move(args, topology.channel, dead, out, err)
+    finally:
+        await conn.close()  # everything not acked goes back to the dead-letter queue
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qcare-ingest dlq",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="a table of dead-lettered messages")
+    show = sub.add_parser("show", help="headers and DTO of one message (personal data masked)")
+    show.add_argument("msg_id")
+    for name, text in (("replay", "move messages back to the main queue"),
+                       ("purge", "delete messages for good")):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        p.add_argument("msg_ids", nargs="*", metavar="MSG_ID")
+        p.add_argument("--all", action="store_true", help="every message (see --reason)")
+        p.add_argument("--reason", help="only messages dead-lettered for this reason")
+        p.add_argument("--dry-run", action="store_true", help="show what would happen")
+        if name == "purge":
+            p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"qcare-ingest dlq: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args, settings, sys.stdout, sys.stderr))
