@@ -51,7 +51,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     publisher = Publisher(
-        settings.amqp_url, settings.delivery_limit, timeout=settings.publish_timeout
+        settings.amqp_url,
+        settings.delivery_limit,
+        timeout=settings.publish_timeout,
+        delays=settings.retry_delays,
     )
     await publisher.ping()  # connect now if we can; failing is fine, requests retry
     pool = await create_pool(settings.database_url, size=8, init=init_connection)

@@ -12,7 +12,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from .errors import PublishError
-from .topology import ROUTING_KEY, Topology, declare
+from .topology import DELAYS_S, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,15 @@ class Publisher:
     """
 
     def __init__(
-        self, url: str, delivery_limit: int, timeout: float = 5.0, cooldown: float = 0.5
+        self,
+        url: str,
+        delivery_limit: int,
+        timeout: float = 5.0,
+        cooldown: float = 0.5,
+        delays: tuple[int, ...] = DELAYS_S,
     ) -> None:
         self.url = url
+        self.delays = delays
         self.delivery_limit = delivery_limit
         self.timeout = timeout
         self.cooldown = cooldown
@@ -69,7 +75,7 @@ class Publisher:
             await self._drop()
             try:
                 self._conn = await connect(self.url, self.timeout)
-                self._topology = await declare(self._conn, self.delivery_limit)
+                self._topology = await declare(self._conn, self.delivery_limit, self.delays)
             except Exception as exc:
                 self._down_until = time.monotonic() + self.cooldown
                 await self._drop()

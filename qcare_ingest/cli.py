@@ -35,7 +35,7 @@ async def _migrate(settings: Settings) -> int:
     print(f"database: {len(applied)} migration(s) applied {applied}", file=sys.stderr)
     conn = await connect(settings.amqp_url, timeout=10)
     try:
-        await declare(conn, settings.delivery_limit)
+        await declare(conn, settings.delivery_limit, settings.retry_delays)
     finally:
         await conn.close()
     print("broker: topology declared", file=sys.stderr)

@@ -21,6 +21,7 @@ DEFAULTS: dict[str, str] = {
     "QCARE_SHUTDOWN_GRACE": "20",
     "QCARE_DELIVERY_LIMIT": "5",
     "QCARE_LOG_LEVEL": "INFO",
+    "QCARE_RETRY_DELAYS": "10,60,600",
 }
 
 
@@ -44,6 +45,17 @@ def _float(env: Mapping[str, str], name: str) -> float:
     if value <= 0:
         raise ConfigError(f"{name}={value} must be positive")
     return value
+
+
+def _delays(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = env.get("QCARE_RETRY_DELAYS", DEFAULTS["QCARE_RETRY_DELAYS"])
+    try:
+        delays = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"QCARE_RETRY_DELAYS={raw!r} must be seconds, comma-separated") from None
+    if any(d <= 0 for d in delays):
+        raise ConfigError("QCARE_RETRY_DELAYS must be positive seconds")
+    return delays
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -78,6 +90,7 @@ class Settings:
     shutdown_grace: float = 20.0
     delivery_limit: int = 5
     log_level: str = "INFO"
+    retry_delays: tuple[int, ...] = (10, 60, 600)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +106,7 @@ class Settings:
             shutdown_grace=_float(env, "QCARE_SHUTDOWN_GRACE"),
             delivery_limit=_int(env, "QCARE_DELIVERY_LIMIT", minimum=1),
             log_level=env.get("QCARE_LOG_LEVEL", DEFAULTS["QCARE_LOG_LEVEL"]).upper(),
+            retry_delays=_delays(env),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

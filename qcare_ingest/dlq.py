@@ -214,7 +214,7 @@ async def _move(
 async def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     conn = await connect(settings.amqp_url, timeout=10)
     try:
-        topology = await declare(conn, settings.delivery_limit)
+        topology = await declare(conn, settings.delivery_limit, settings.retry_delays)
         dead = await fetch_all(topology.channel)
         if args.action == "list":
             return _list(dead, out, err)

@@ -59,7 +59,9 @@ class Processor:
         backoff: Backoff | None = None,
         stopping: Callable[[], bool] = lambda: False,
         counters: Counters | None = None,
+        delays: tuple[int, ...] = DELAYS_S,
     ) -> None:
+        self.delays = delays
         self.pool = pool
         self.dlx = dlx
         self.default_exchange = default_exchange
@@ -142,11 +144,11 @@ class Processor:
         self, message: AbstractIncomingMessage, headers: dict[str, Any], env: Envelope,
         exc: TransientError,
     ) -> None:  # fmt: skip
-        if env.attempt >= len(DELAYS_S):
+        if env.attempt >= len(self.delays):
             await self._dead_letter(message, headers, exc, attempts=env.attempt + 1, env=env,
                                     reason="retries_exhausted")  # fmt: skip
             return
-        seconds = DELAYS_S[env.attempt]
+        seconds = self.delays[env.attempt]
         headers[H_ATTEMPT] = env.attempt + 1
         await self._publish(self.default_exchange, delay_queue(seconds), message, headers)
         await message.ack()

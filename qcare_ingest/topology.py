@@ -47,7 +47,9 @@ class Topology:
         self.queue = queue
 
 
-async def _declare_once(channel: AbstractChannel, delivery_limit: int) -> Topology:
+async def _declare_once(
+    channel: AbstractChannel, delivery_limit: int, delays: tuple[int, ...]
+) -> Topology:
     exchange = await channel.declare_exchange(EXCHANGE, ExchangeType.DIRECT, durable=True)
     dlx = await channel.declare_exchange(DLX, ExchangeType.DIRECT, durable=True)
     dlq = await channel.declare_queue(DLQ, durable=True, arguments={"x-queue-type": "quorum"})
@@ -63,7 +65,7 @@ async def _declare_once(channel: AbstractChannel, delivery_limit: int) -> Topolo
         },
     )
     await queue.bind(exchange, ROUTING_KEY)
-    for seconds in DELAYS_S:
+    for seconds in delays:
         await channel.declare_queue(
             delay_queue(seconds),
             durable=True,
@@ -78,7 +80,10 @@ async def _declare_once(channel: AbstractChannel, delivery_limit: int) -> Topolo
 
 
 async def declare(
-    connection: aio_pika.abc.AbstractConnection, delivery_limit: int, attempts: int = 8
+    connection: aio_pika.abc.AbstractConnection,
+    delivery_limit: int,
+    delays: tuple[int, ...] = DELAYS_S,
+    attempts: int = 8,
 ) -> Topology:
     """Declare everything; retry RabbitMQ 3.10's INTERNAL_ERROR/noproc race on new quorum queues.
 
@@ -89,7 +94,7 @@ async def declare(
     for attempt in range(1, attempts + 1):
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         try:
-            return await _declare_once(channel, delivery_limit)
+            return await _declare_once(channel, delivery_limit, delays)
         except (aiormq.exceptions.ChannelClosed, aio_pika.exceptions.ChannelClosed) as exc:
             if attempt == attempts or "PRECONDITION_FAILED" in str(exc):
                 raise

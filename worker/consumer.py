@@ -75,13 +75,14 @@ class Worker:
         try:
             lost = asyncio.Event()
             conn.close_callbacks.add(lambda *_: lost.set())
-            topology = await declare(conn, self.settings.delivery_limit)
+            topology = await declare(conn, self.settings.delivery_limit, self.settings.retry_delays)
             channel = topology.channel
             channel.close_callbacks.add(lambda *_: lost.set())
             await channel.set_qos(prefetch_count=concurrency)
             processor = Processor(
                 pool, topology.dlx, channel.default_exchange,
                 stopping=lambda: self.stopping, counters=self.counters,
+                delays=self.settings.retry_delays,
             )  # fmt: skip
 
             async def on_message(message: AbstractIncomingMessage) -> None:

@@ -346,3 +346,64 @@ async def test_sigterm_during_load(
 
     await wait_for(accepted_applied, 60, interval=0.2, what="every accepted message applied")
     applied_once([worker, second], prefix)
+
+
+async def _flaky_trigger(db: asyncpg.Pool, prefix: str, failures: int) -> None:
+    """Serialization failures (40001) for this prefix's orders, `failures` times in all."""
+    await db.execute(f"""
+        CREATE SEQUENCE flaky_{prefix};
+        CREATE FUNCTION flaky_{prefix}() RETURNS trigger AS $$
+        BEGIN
+            IF NEW.accession_no LIKE 'ACC-{prefix}%' AND nextval('flaky_{prefix}') <= {failures}
+            THEN
+                RAISE EXCEPTION 'could not serialize (test)' USING ERRCODE = '40001';
+            END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER flaky_{prefix} BEFORE INSERT OR UPDATE ON orders
+            FOR EACH ROW EXECUTE FUNCTION flaky_{prefix}();""")  # fmt: skip
+
+
+async def _drop_flaky(db: asyncpg.Pool, prefix: str) -> None:
+    await db.execute(f"DROP TRIGGER IF EXISTS flaky_{prefix} ON orders; "
+                     f"DROP FUNCTION IF EXISTS flaky_{prefix}(); "
+                     f"DROP SEQUENCE IF EXISTS flaky_{prefix};")  # fmt: skip
+
+
+async def test_transient_errors_retry_in_process_then_via_delay_queue(
+    procs: Procs, http: aiohttp.ClientSession, db: asyncpg.Pool
+) -> None:
+    prefix = f"flaky{uuid.uuid4().hex[:6]}"
+    await _flaky_trigger(db, prefix, failures=6)  # 4 in-process tries, then 2 more after a delay
+    try:
+        gw = procs.gateway()
+        worker = procs.worker(QCARE_RETRY_DELAYS="1,1")
+        await asyncio.gather(gw.ready(http), worker.consuming())
+        assert (await post(http, gw, order(f"{prefix}-1", f"ACC-{prefix}-1")))[0] == 200
+        view = await wait_processed(http, gw, f"{prefix}-1")
+        assert view["status"] == "applied"
+        delayed = [e for e in worker.events() if e.get("action") == "delayed"]
+        assert [e["msg_id"] for e in delayed] == [f"{prefix}-1"]
+    finally:
+        await _drop_flaky(db, prefix)
+
+
+async def test_transient_errors_that_never_stop_end_in_the_dlq(
+    procs: Procs, http: aiohttp.ClientSession, db: asyncpg.Pool,
+    amqp: aio_pika.abc.AbstractConnection,
+) -> None:  # fmt: skip
+    prefix = f"stuck{uuid.uuid4().hex[:6]}"
+    await _flaky_trigger(db, prefix, failures=10**9)
+    try:
+        gw = procs.gateway()
+        worker = procs.worker(QCARE_RETRY_DELAYS="1,1")
+        await asyncio.gather(gw.ready(http), worker.consuming())
+        assert (await post(http, gw, order(f"{prefix}-1", f"ACC-{prefix}-1")))[0] == 200
+        view = await wait_processed(http, gw, f"{prefix}-1", statuses=("dead_lettered",))
+        assert "retries_exhausted" in view["error"]
+        headers = (await dead_letters(amqp))[f"{prefix}-1"]
+        assert headers["x-qcare-dead-reason"] == "retries_exhausted"
+        assert headers["x-qcare-attempts"] == 3
+        assert len([e for e in worker.events() if e.get("action") == "delayed"]) == 2
+    finally:
+        await _drop_flaky(db, prefix)
