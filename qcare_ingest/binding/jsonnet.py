@@ -14,6 +14,7 @@ from typing import Any
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
+from .echo import quote_date, quote_number
 from .result import BindResult
 from .text import BodyDecodeError, decode_body
 
@@ -108,7 +109,8 @@ class _Binder:
         ref_id = str(meta["$id"])
         if ref_id in self.ids:
             self.error(
-                path, f"Error reading object reference '{ref_id[:40]}': the $id is used twice"
+                path,
+                f"Error reading object reference {quote_number(ref_id)}: the $id is used twice",
             )
             return False
         self.ids[ref_id] = target
@@ -147,9 +149,9 @@ class _Binder:
             number = int(text)
             if INT32_MIN <= number <= INT32_MAX:
                 return True, number
-            self.error(path, f"The value {text.strip()[:20]} is outside the Int32 range")
+            self.error(path, f"The value {quote_number(text.strip())} is outside the Int32 range")
             return False, 0
-        shown = f"'{value[:20]}'" if isinstance(value, str) else _describe(value)
+        shown = quote_number(value) if isinstance(value, str) else _describe(value)
         self.error(path, f"Expected a whole number (Int32) but got {shown}")
         return False, 0
 
@@ -158,7 +160,7 @@ class _Binder:
             if parse_dotnet(value) is not None:
                 return True, value
             self.error(
-                path, f"'{value[:40]}' is not a valid date (expected ISO 8601 or /Date(ms)/)"
+                path, f"{quote_date(value)} is not a valid date (expected ISO 8601 or /Date(ms)/)"
             )
             return False, None
         self.error(path, f"Expected a date string but got {_describe(value)}")
@@ -232,8 +234,8 @@ class _Binder:
             if not ok:
                 return False, None
             if target is not None and (target is self.root or not isinstance(target, dict)):
-                self.error(path, f"$ref '{meta['$ref']}' points to an object that is not a "
-                                 "ServicesInfo (a reference cycle)")  # fmt: skip
+                ref = quote_number(str(meta["$ref"]))
+                self.error(path, f"$ref {ref} points to an object that is not a ServicesInfo")
                 return False, None
             return True, target
         line: dict[str, Any] = {}

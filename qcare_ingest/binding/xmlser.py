@@ -15,6 +15,7 @@ from defusedxml.ElementTree import fromstring
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
+from .echo import quote_date, quote_number
 from .result import BindResult
 from .text import BodyDecodeError, body_encoding, decode_body
 
@@ -71,7 +72,7 @@ def _scalar(elem: ET.Element, name: str) -> str | None:
 def _int(elem: ET.Element, name: str) -> int:
     text = _scalar(elem, name)
     if text is None or not _XSD_INT.match(text):
-        shown = "an empty element" if not text else f"'{text[:20]}'"
+        shown = "an empty element" if not text else quote_number(text)
         raise XmlBindError(f"<{name}> must be a whole number (Int32), got {shown}")
     value = int(text)
     if not INT32_MIN <= value <= INT32_MAX:
@@ -120,7 +121,7 @@ def _bind_root(root: ET.Element) -> QCareDto:
         elif canon == "studyDate":
             text = _scalar(child, tag)
             if text is not None and parse_dotnet(text, xml=True) is None:
-                raise XmlBindError(f"<studyDate> '{text[:40]}' is not an xsd:dateTime")
+                raise XmlBindError(f"<studyDate> {quote_date(text)} is not an xsd:dateTime")
             fields[canon] = text.strip() if text is not None else None
         else:
             fields[canon] = _scalar(child, tag)
