@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from qcare_ingest import metrics
 from qcare_ingest.broker import Publisher
-from qcare_ingest.config import Settings
+from qcare_ingest.config import Network, Settings
 from qcare_ingest.db import create_pool
 from qcare_ingest.store import init_connection
 
 from . import views
 from .views import CLIENT, POOL, PUBLISHER, SETTINGS
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024  # the old maxRequestLength
 
@@ -34,11 +40,48 @@ def _authenticate(keys: dict[str, str], request: web.Request) -> str | None:
 
 
 @web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+def _allowed(networks: tuple[Network, ...], remote: str | None) -> bool:
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = request.app[SETTINGS].api_keys
+    settings = request.app[SETTINGS]
+    if request.path.startswith("/api/") and not _allowed(settings.allowed_networks, request.remote):
+        log.warning(
+            "client network refused", extra={"action": "forbidden", "remote": request.remote}
+        )
+        return web.json_response({"Message": "Your network is not allowed."}, status=403)
+    keys = settings.api_keys
     if keys and request.path.startswith("/api/"):
         name = _authenticate(keys, request)
         if name is None:
+            log.warning(
+                "unauthorized request", extra={"action": "unauthorized", "remote": request.remote}
+            )
             return web.json_response(
                 {"Message": "Authorization has been denied for this request."},
                 status=401,
@@ -66,7 +109,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[auth_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[metrics_middleware, auth_middleware]
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)
@@ -74,4 +119,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/qcare/orders/{accession_no}", views.get_order)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
+    app.router.add_get("/metrics", views.metrics_view)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from qcare_ingest import metrics
 from qcare_ingest.answers import error_json, error_xml, message_xml, problems
 from qcare_ingest.binding import BindResult, Format, UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.broker import Publisher
@@ -92,6 +93,7 @@ async def update_xray_order(request: web.Request) -> web.Response:
     try:
         await request.app[PUBLISHER].publish(env.body, env.msg_id, headers)
     except PublishError as exc:
+        metrics.PUBLISH_FAILURES.inc()
         log.warning(
             "publish failed",
             extra={"action": "publish_failed", "msg_id": env.msg_id, "error": str(exc)},
@@ -101,6 +103,7 @@ async def update_xray_order(request: web.Request) -> web.Response:
             "The update could not be queued right now; nothing was accepted. Retry later.",
             headers={"Retry-After": RETRY_AFTER_S},
         )  # fmt: skip
+    metrics.PUBLISH_LATENCY.observe(time.perf_counter() - publish_started)
     log.info(
         "update queued",
         extra={
@@ -154,3 +157,8 @@ async def readyz(request: web.Request) -> web.Response:
         {"status": "ready" if ready else "unavailable", "broker": broker, "database": database},
         status=200 if ready else 503,
     )
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body, ctype = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": ctype})

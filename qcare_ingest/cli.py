@@ -12,18 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .config import Settings
+from .config import Settings, environment_names
 from .errors import ConfigError
 from .logs import configure_logging
 
-ENV_HELP = """environment:
-  QCARE_AMQP_URL       default amqp://guest:guest@127.0.0.1:5672/ (a vhost isolates a deployment)
-  QCARE_DATABASE_URL   default postgresql://postgres@127.0.0.1:5432/qcare
-  QCARE_HTTP_HOST      default 127.0.0.1
-  QCARE_HTTP_PORT      default 8080
-  QCARE_API_KEYS       name:secret,...; empty means no authentication (loopback only)
-  QCARE_WORKER_CONCURRENCY default 32
-"""
+ENV_HELP = "environment (qcare-ingest config prints the effective values):\n" + "\n".join(
+    f"  {name}" for name in environment_names()
+)
 
 
 async def _migrate(settings: Settings) -> int:
@@ -52,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="create or upgrade the database schema and broker topology")
+    sub.add_parser("status", help="queue depths, consumers, oldest waiting message, inbox")
+    sub.add_parser("config", help="print the effective configuration, secrets masked")
     sub.add_parser("gateway", help="run the HTTP gateway", add_help=False)
     sub.add_parser("worker", help="run one worker process", add_help=False)
     sub.add_parser("dlq", help="inspect and replay the dead-letter queue", add_help=False)
@@ -71,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, service=args.command)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "config":
+        for name, value in settings.masked().items():
+            print(f"{name}={value}")
+        return 0
+    if args.command == "status":
+        from .status import run
+
+        return asyncio.run(run(settings, sys.stdout))
     parser.error(f"unknown command {args.command}")
     return 2
 

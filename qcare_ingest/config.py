@@ -1,61 +1,24 @@
-"""Settings: the only place that reads the environment (SPEC §1)."""
+"""Settings: one object, read once at start from QCARE_* variables (SPEC §1).
+
+pydantic-settings does the reading and the type checks; a bad value stops the
+process with a message naming the variable. `masked()` is what `qcare-ingest
+config` prints: secrets never leave the process whole.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
 
-DEFAULTS: dict[str, str] = {
-    "QCARE_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
-    "QCARE_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/qcare",
-    "QCARE_HTTP_HOST": "127.0.0.1",
-    "QCARE_HTTP_PORT": "8080",
-    "QCARE_API_KEYS": "",
-    "QCARE_WORKER_CONCURRENCY": "32",
-    "QCARE_PUBLISH_TIMEOUT": "5",
-    "QCARE_SHUTDOWN_GRACE": "20",
-    "QCARE_DELIVERY_LIMIT": "5",
-    "QCARE_LOG_LEVEL": "INFO",
-    "QCARE_RETRY_DELAYS": "10,60,600",
-}
-
-
-def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
-    raw = env.get(name, DEFAULTS[name])
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str) -> float:
-    raw = env.get(name, DEFAULTS[name])
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={value} must be positive")
-    return value
-
-
-def _delays(env: Mapping[str, str]) -> tuple[int, ...]:
-    raw = env.get("QCARE_RETRY_DELAYS", DEFAULTS["QCARE_RETRY_DELAYS"])
-    try:
-        delays = tuple(int(part) for part in raw.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"QCARE_RETRY_DELAYS={raw!r} must be seconds, comma-separated") from None
-    if any(d <= 0 for d in delays):
-        raise ConfigError("QCARE_RETRY_DELAYS must be positive seconds")
-    return delays
+PREFIX = "QCARE_"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -64,7 +27,7 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in raw.split(","))):
         name, sep, secret = item.partition(":")
         if not sep or not name.strip() or not secret.strip():
-            raise ConfigError("QCARE_API_KEYS entries must look like name:secret")
+            raise ValueError("entries must look like name:secret")
         keys[secret.strip()] = name.strip()
     return keys
 
@@ -78,39 +41,80 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Settings:
-    amqp_url: str = DEFAULTS["QCARE_AMQP_URL"]
-    database_url: str = DEFAULTS["QCARE_DATABASE_URL"]
-    http_host: str = DEFAULTS["QCARE_HTTP_HOST"]
-    http_port: int = 8080
-    api_keys: dict[str, str] = field(default_factory=dict, repr=False)
-    worker_concurrency: int = 32
-    publish_timeout: float = 5.0
-    shutdown_grace: float = 20.0
-    delivery_limit: int = 5
-    log_level: str = "INFO"
-    retry_delays: tuple[int, ...] = (10, 60, 600)
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/qcare"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+    allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    worker_concurrency: int = Field(default=32, ge=1, le=10000)
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = Field(default=0, ge=0, le=65535)
+    publish_timeout: float = Field(default=5.0, gt=0)
+    shutdown_grace: float = Field(default=20.0, gt=0)
+    delivery_limit: int = Field(default=5, ge=1)
+    retry_delays: Annotated[tuple[int, ...], NoDecode] = (10, 60, 600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(p.strip()) for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            delays = tuple(int(p) for p in value.split(",") if p.strip())
+            if any(d <= 0 for d in delays):
+                raise ValueError("delays must be positive seconds")
+            return delays
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        return cls(
-            amqp_url=env.get("QCARE_AMQP_URL", DEFAULTS["QCARE_AMQP_URL"]),
-            database_url=env.get("QCARE_DATABASE_URL", DEFAULTS["QCARE_DATABASE_URL"]),
-            http_host=env.get("QCARE_HTTP_HOST", DEFAULTS["QCARE_HTTP_HOST"]),
-            http_port=_int(env, "QCARE_HTTP_PORT"),
-            api_keys=parse_api_keys(env.get("QCARE_API_KEYS", "")),
-            worker_concurrency=_int(env, "QCARE_WORKER_CONCURRENCY", minimum=1),
-            publish_timeout=_float(env, "QCARE_PUBLISH_TIMEOUT"),
-            shutdown_grace=_float(env, "QCARE_SHUTDOWN_GRACE"),
-            delivery_limit=_int(env, "QCARE_DELIVERY_LIMIT", minimum=1),
-            log_level=env.get("QCARE_LOG_LEVEL", DEFAULTS["QCARE_LOG_LEVEL"]).upper(),
-            retry_delays=_delays(env),
-        )
+        """From os.environ, or only from `env` when given (tests)."""
+        try:
+            if env is None:
+                return cls()
+            given = {
+                name: env[PREFIX + name.upper()]
+                for name in cls.model_fields
+                if PREFIX + name.upper() in env
+            }
+            defaults = {name: f.get_default(call_default_factory=True)
+                        for name, f in cls.model_fields.items()}  # fmt: skip
+            return cls(**{**defaults, **given})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            raise ConfigError(f"{PREFIX}{field.upper()}: {first['msg']}") from None
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
 
     def check_gateway(self) -> None:
         if not self.api_keys and not is_loopback(self.http_host):
@@ -118,3 +122,24 @@ class Settings:
                 f"QCARE_API_KEYS is empty but QCARE_HTTP_HOST={self.http_host} is not loopback: "
                 "refusing to serve personal data without authentication"
             )
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked, as QCARE_* names."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "api_keys":
+                value = ",".join(f"{n}:****" for n in sorted(value.values()))
+            elif name.endswith("_url"):
+                value = _mask_url(value)
+            elif isinstance(value, tuple):
+                value = ",".join(str(v) for v in value)
+            out[PREFIX + name.upper()] = value
+        return out
+
+
+def environment_names() -> list[str]:
+    return [PREFIX + name.upper() for name in Settings.model_fields]
+
+
+__all__ = ["Settings", "environment_names", "is_loopback", "parse_api_keys"]

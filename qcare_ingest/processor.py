@@ -22,6 +22,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from . import metrics
 from .deadletter import dead_letter_headers
 from .envelope import H_ATTEMPT, Envelope, now_utc
 from .errors import DecodeError, InfrastructureError, PermanentError, TransientError
@@ -65,7 +66,7 @@ class Processor:
         self.pool = pool
         self.dlx = dlx
         self.default_exchange = default_exchange
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or RetryPolicy(on_retry=metrics.RETRIES.inc)
         self.backoff = backoff or Backoff()
         self.stopping = stopping
         self.counters = counters or Counters()
@@ -92,15 +93,22 @@ class Processor:
             return
         await message.ack()
         setattr(self.counters, outcome.status, getattr(self.counters, outcome.status) + 1)
+        elapsed = time.perf_counter() - started
+        metrics.MESSAGES.labels(outcome.status).inc()
+        metrics.PROCESSING.observe(elapsed)
+        if outcome.status != "duplicate":
+            metrics.LAG.observe(max(0.0, (now_utc() - env.received_at).total_seconds()))
         log.info(
             "message processed",
             extra={
                 "action": "processed",
                 "msg_id": env.msg_id,
+                "accession": env.dto.accessionNo,
+                "worker": self.worker,
                 "outcome": outcome.status,
                 "stale_for": outcome.stale_for or None,
                 "warnings": len(outcome.warnings),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": round(elapsed * 1000, 2),
             },
         )
 
@@ -114,6 +122,7 @@ class Processor:
                     raise
                 delay = self.backoff.delay(failures)
                 failures += 1
+                metrics.DB_WAITS.inc()
                 log.warning(
                     "database unavailable, waiting",
                     extra={"action": "db_wait", "msg_id": env.msg_id, "error": str(exc),
@@ -153,6 +162,7 @@ class Processor:
         await self._publish(self.default_exchange, delay_queue(seconds), message, headers)
         await message.ack()
         self.counters.delayed += 1
+        metrics.MESSAGES.labels("delayed").inc()
         log.warning(
             "transient failure, delayed",
             extra={"action": "delayed", "msg_id": env.msg_id, "delay_s": seconds,
@@ -172,6 +182,8 @@ class Processor:
         await self._publish(self.dlx, DEAD_KEY, message, dl_headers)
         await message.ack()
         self.counters.dead_lettered += 1
+        metrics.MESSAGES.labels("dead_lettered").inc()
+        metrics.DEAD_LETTERED.labels(reason).inc()
         log.error(
             "message dead-lettered",
             extra={"action": "dead_lettered", "msg_id": env.msg_id if env else None,

@@ -8,7 +8,7 @@ permanent            -> dead-letter queue at once
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import asyncpg
@@ -57,9 +57,11 @@ class RetryPolicy:
     initial: float = 0.05
     maximum: float = 2.0
     jitter: float = 0.1
+    on_retry: Callable[[], None] = field(default=lambda: None, compare=False)
 
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
+            before_sleep=lambda _state: self.on_retry(),
             stop=stop_after_attempt(self.attempts),
             # exponential plus random jitter, spelled out: tenacity 9.2 deprecated
             # wait_exponential_jitter's `initial`, and 8.x has no replacement for it

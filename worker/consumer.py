@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from qcare_ingest.broker import connect
 from qcare_ingest.config import Settings
 from qcare_ingest.db import create_pool
+from qcare_ingest.probes import serve_probes
 from qcare_ingest.processor import Counters, Processor, worker_id
 from qcare_ingest.retry import Backoff
 from qcare_ingest.store import init_connection
@@ -34,6 +35,8 @@ class Worker:
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._backoff = Backoff(initial=0.5, maximum=10.0)
+        self._consuming = False
+        self.http_port = 0
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -47,6 +50,21 @@ class Worker:
     async def run(self) -> None:
         concurrency = self.settings.worker_concurrency
         pool = await create_pool(self.settings.database_url, size=concurrency, init=init_connection)
+
+        async def ready() -> dict[str, Any]:
+            database = True
+            try:
+                async with asyncio.timeout(3), pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+            except Exception:
+                database = False
+            return {"broker": self._consuming, "database": database}
+
+        runner, self.http_port = await serve_probes(
+            self.settings.worker_http_host, self.settings.worker_http_port, ready
+        )
+        url = f"http://{self.settings.worker_http_host}:{self.http_port}"
+        log.info("probes listening", extra={"action": "probes", "url": url, "worker": self.id})
         try:
             failures = 0
             while not self.stopping:
@@ -64,6 +82,7 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
         finally:
+            await runner.cleanup()
             await pool.close()
             log.info(
                 "worker stopped",
@@ -95,6 +114,7 @@ class Worker:
                     self._inflight.discard(task)
 
             tag = await topology.queue.consume(on_message)
+            self._consuming = True
             log.info(
                 "consuming",
                 extra={"action": "consuming", "worker": self.id, "prefetch": concurrency},
@@ -104,6 +124,7 @@ class Worker:
             await asyncio.wait({stop_wait, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             lost_wait.cancel()
+            self._consuming = False
             if lost.is_set() and not self.stopping:
                 raise ConnectionError("broker connection lost")
             with contextlib.suppress(Exception):

@@ -1,0 +1,36 @@
+"""Prometheus metrics (prometheus-client). Labels never carry personal data or msg_ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+HTTP_REQUESTS = Counter(
+    "qcare_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "qcare_http_request_duration_seconds", "HTTP request latency", ["route"],
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+PUBLISH_LATENCY = Histogram(
+    "qcare_publish_duration_seconds", "Confirmed publish latency at the gateway",
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+PUBLISH_FAILURES = Counter("qcare_publish_failures_total", "Publishes answered with 503")
+MESSAGES = Counter("qcare_messages_total", "Messages processed by outcome", ["outcome"])
+PROCESSING = Histogram(
+    "qcare_message_processing_seconds", "Worker time per message", buckets=LATENCY_BUCKETS
+)
+RETRIES = Counter("qcare_retries_total", "In-process retries of transient errors")
+DEAD_LETTERED = Counter("qcare_dead_lettered_total", "Messages dead-lettered", ["reason"])
+DB_WAITS = Counter("qcare_db_unavailable_waits_total", "Waits because PostgreSQL was away")
+LAG = Histogram(
+    "qcare_end_to_end_lag_seconds", "Applied time minus gateway receipt time",
+    buckets=LAG_BUCKETS,
+)  # fmt: skip
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
