@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import re
 
-_NUMBERISH = re.compile(r"^[\s0-9+\-.eE,_]{1,24}$")
-_DATEISH = re.compile(r"^[\s0-9TZ:+\-./()Date\\]{1,48}$")
+# shapes, not alphabets: "E99887766" is made of number characters and is a passport
+_NUMBERISH = re.compile(r"^\s*[+-]?(\d[\d_,]*\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_DATEISH = re.compile(
+    r"^\s*(\d{1,4}[-/]\d{1,2}[-/]\d{1,4}([T ][\d:.]{1,20})?(Z|[+-]\d{2}:?\d{2})?"
+    r"|\\?/Date\(-?\d{1,15}([+-]\d{4})?\)\\?/)\s*$"
+)
 
 
 def quote_number(value: str) -> str:
-    return f"'{value}'" if _NUMBERISH.match(value) else "text that is not a number"
+    if not _NUMBERISH.match(value):
+        return "text that is not a number"
+    return f"'{value}'" if len(value) <= 12 else "a number too long to show"
 
 
 def quote_date(value: str) -> str:

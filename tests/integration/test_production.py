@@ -1,0 +1,227 @@
+"""Issue 6: authentication, privacy, logs, metrics, health, status/config, compose."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.conftest import Procs, RunEnv
+from tests.support.http import wait_processed
+from tests.support.payloads import UPDATE, order
+from tests.support.procs import ROOT, Gateway, Proc, Worker, wait_for
+from tests.support.queues import cli
+
+KEYS = "qcare:k-qcare-123,ops:k-ops-456"
+
+
+async def status_of(http: aiohttp.ClientSession, url: str, **kw: object) -> int:
+    async with http.request(kw.pop("method", "GET"), url, **kw) as resp:  # type: ignore[arg-type]
+        await resp.read()
+        return resp.status
+
+
+async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
+    gw = procs.gateway(QCARE_API_KEYS=KEYS)
+    worker = procs.worker()
+    await gw.ready(http)
+    await worker.consuming()
+    m = f"auth-{uuid.uuid4().hex[:8]}"
+    body = order(m, "ACC-" + m)
+    ctype = {"Content-Type": "application/json"}
+    post = gw.url + UPDATE
+    assert await status_of(http, post, method="POST", data=body, headers=ctype) == 401
+    assert await status_of(http, post, method="POST", data=body,
+                           headers={**ctype, "X-Api-Key": "wrong"}) == 401  # fmt: skip
+    for path in (f"/api/v1/qcare/messages/{m}", f"/api/v1/qcare/orders/ACC-{m}"):
+        assert await status_of(http, gw.url + path) == 401
+    assert await status_of(http, gw.url + "/healthz") == 200
+    bearer = {**ctype, "Authorization": "Bearer k-qcare-123"}
+    assert await status_of(http, post, method="POST", data=body, headers=bearer) == 200
+    auth = {"X-Api-Key": "k-ops-456"}
+
+    async def applied() -> bool:
+        async with http.get(f"{gw.url}/api/v1/qcare/messages/{m}", headers=auth) as resp:
+            return resp.status == 200
+
+    await wait_for(applied, 30, what="applied, read with the ops key")
+    assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=auth) == 200
+    queued = [e for e in gw.events() if e.get("action") == "queued" and e.get("msg_id") == m]
+    assert queued[0]["client"] == "qcare"  # logs say which client posted
+    assert "k-qcare-123" not in gw.text()
+
+
+async def test_allowed_networks(procs: Procs, http: aiohttp.ClientSession) -> None:
+    gw = procs.gateway(QCARE_ALLOWED_NETWORKS="10.9.0.0/16")
+    await gw.ready(http)
+    assert await status_of(http, gw.url + "/api/v1/qcare/orders/x") == 403
+    assert await status_of(http, gw.url + "/healthz") == 200
+
+
+def test_gateway_refuses_public_address_without_keys(test_env: RunEnv) -> None:
+    proc = Proc("gateway", test_env.env(QCARE_HTTP_HOST="0.0.0.0", QCARE_HTTP_PORT="0"))
+    try:
+        assert proc.popen.wait(30) == 2
+        assert "QCARE_API_KEYS" in proc.text()
+    finally:
+        proc.close()
+
+
+def test_bad_setting_stops_the_process_naming_the_variable(test_env: RunEnv) -> None:
+    proc = Proc("worker", test_env.env(QCARE_WORKER_CONCURRENCY="lots"))
+    try:
+        assert proc.popen.wait(30) == 2
+        assert "QCARE_WORKER_CONCURRENCY" in proc.text()
+    finally:
+        proc.close()
+
+
+PERSONAL = {
+    "hkid": "K987654(2)",
+    "passno": "E99887766",
+    "name": "WONG SECRET NAME",
+}
+LEAKS = ["K987654", "K9876542", "E99887766", "WONG SECRET NAME", "SECRET NAME"]
+
+
+async def test_personal_data_never_in_logs_errors_or_dlq(
+    procs: Procs, test_env: RunEnv, http: aiohttp.ClientSession, db: asyncpg.Pool
+) -> None:
+    gw = procs.gateway()
+    worker = procs.worker()
+    await gw.ready(http)
+    await worker.consuming()
+    tag = uuid.uuid4().hex[:8]
+    bodies = [  # accepted, accepted with a wrong check digit, and refused in several ways
+        (
+            "application/json",
+            json.dumps({"msg_id": f"p1-{tag}", "accessionNo": f"ACC-p-{tag}", **PERSONAL}),
+        ),
+        (
+            "application/json",
+            json.dumps({"msg_id": f"p2-{tag}", "hkid": "K987654(9)", "name": PERSONAL["name"]}),
+        ),
+        (
+            "application/json",
+            json.dumps(
+                {
+                    **PERSONAL,
+                    "services": [
+                        {"noOfImages": PERSONAL["name"]},
+                        {"warningTime": PERSONAL["hkid"]},
+                    ],
+                }
+            ),
+        ),
+        ("application/json", json.dumps({**PERSONAL, "studyDate": PERSONAL["hkid"]})),
+        (
+            "application/xml",
+            f"<QCareDto><name>{PERSONAL['name']}</name><services><ServicesInfo>"
+            f"<NoOfImages>{PERSONAL['passno']}</NoOfImages></ServicesInfo>"
+            "</services></QCareDto>",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            f"hkid={PERSONAL['hkid']}&name=x&studyDate={PERSONAL['passno']}",
+        ),
+        ("application/json", json.dumps(PERSONAL)),  # no msg_id
+    ]
+    texts = []
+    for ctype, body in bodies:
+        async with http.post(gw.url + UPDATE, data=body.encode(),
+                             headers={"Content-Type": ctype}) as resp:  # fmt: skip
+            texts.append(await resp.text())
+    await wait_processed(http, gw, f"p1-{tag}")
+    view = await wait_processed(http, gw, f"p2-{tag}")
+    texts.append(json.dumps(view))
+    # a conflict and a dead letter, then `dlq show`
+    async with http.post(gw.url + UPDATE, headers={"Content-Type": "application/json"},
+                         data=json.dumps({"msg_id": f"p1-{tag}", "accessionNo": f"ACC-p-{tag}",
+                                          **PERSONAL, "address": "changed"})) as resp:  # fmt: skip
+        assert resp.status == 200
+
+    async def conflict_seen() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM inbox_conflicts WHERE msg_id = $1",
+                                      f"p1-{tag}"))  # fmt: skip
+
+    await wait_for(conflict_seen, 30, what="conflict recorded")
+    shown = cli(test_env.env(), "dlq", "show", f"p1-{tag}")
+    assert shown.returncode == 0
+    texts += [shown.stdout, shown.stderr, cli(test_env.env(), "dlq", "list").stdout]
+    logs = gw.text() + worker.text()
+    for line in logs.splitlines():
+        json.loads(line)  # one JSON event per line
+    for leak in LEAKS:
+        assert leak not in logs, f"{leak!r} in logs"
+        for text in texts:
+            assert leak not in text, f"{leak!r} in {text[:300]}"
+    async with http.get(gw.url + "/metrics") as resp:
+        exposed = await resp.text()
+    assert not any(leak in exposed for leak in LEAKS)
+    # the authenticated read is the one place it comes back whole
+    async with http.get(f"{gw.url}/api/v1/qcare/orders/ACC-p-{tag}") as resp:
+        whole = await resp.json()
+    assert (whole["hkid"], whole["name"]) == (PERSONAL["hkid"], PERSONAL["name"])
+
+
+def _port(worker: Worker) -> int:
+    for event in worker.events():
+        if event.get("action") == "probes":
+            return int(event["url"].rsplit(":", 1)[1])
+    raise AssertionError("no probes event")
+
+
+GATEWAY_METRICS = ["qcare_http_requests_total", "qcare_http_request_duration_seconds",
+                   "qcare_publish_duration_seconds"]  # fmt: skip
+WORKER_METRICS = ["qcare_messages_total", "qcare_message_processing_seconds",
+                  "qcare_end_to_end_lag_seconds", "qcare_retries_total",
+                  "qcare_dead_lettered_total"]  # fmt: skip
+
+
+async def test_metrics_health_and_status(
+    stack: tuple[Gateway, list[Worker]], test_env: RunEnv, http: aiohttp.ClientSession
+) -> None:
+    gw, workers = stack
+    m = f"metrics-{uuid.uuid4().hex[:8]}"
+    async with http.post(gw.url + UPDATE, data=order(m, "ACC-" + m),
+                         headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+        assert resp.status == 200
+    await wait_processed(http, gw, m)
+    async with http.get(gw.url + "/metrics") as resp:
+        text = await resp.text()
+    for name in GATEWAY_METRICS:
+        assert name in text
+    assert 'route="/api/v1/qcare/updateXRayOrder",status="200"' in text
+    async with http.get(gw.url + "/readyz") as resp:
+        assert resp.status == 200
+    worker_url = f"http://127.0.0.1:{_port(workers[0])}"
+    async with http.get(worker_url + "/metrics") as resp:
+        text = await resp.text()
+    for name in WORKER_METRICS:
+        assert name in text
+    for path in ("/healthz", "/readyz"):
+        async with http.get(worker_url + path) as resp:
+            assert resp.status == 200
+    status = cli(test_env.env(), "status")
+    assert status.returncode == 0, status.stderr
+    assert "qcare.ingest.dlq" in status.stdout
+    assert "oldest waiting message" in status.stdout
+    config = cli(test_env.env(QCARE_API_KEYS=KEYS), "config")
+    assert "QCARE_API_KEYS=ops:****,qcare:****" in config.stdout
+    assert "k-ops-456" not in config.stdout
+    assert "guest:****@" in config.stdout
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_file_is_valid(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text((ROOT / ".env.example").read_text())
+    command = ["docker-compose", "--env-file", str(env), "-f", str(ROOT / "compose.yaml")]
+    result = subprocess.run([*command, "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
