@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from qcare_ingest import metrics
 from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Network, Settings
 from qcare_ingest.db import create_pool
+from qcare_ingest.openapi import document
 from qcare_ingest.store import init_connection
 
 from . import views
@@ -120,4 +122,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics_view)
+    app[views.OPENAPI] = json.dumps(document()).encode()
+    app.router.add_get("/openapi.json", views.openapi_view)
     return app

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from qcare_ingest import metrics
 from qcare_ingest.answers import error_json, error_xml, message_xml, problems
+from qcare_ingest.api_models import MessageView, OrderView
 from qcare_ingest.binding import BindResult, Format, UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Settings
@@ -43,9 +44,13 @@ def _wants_xml(request: web.Request, fmt: Format | None) -> bool:
 
 
 def _refuse(
-    request: web.Request, fmt: Format | None, status: int, model_state: dict[str, list[str]] | None,
-    message: str | None = None, headers: dict[str, str] | None = None,
-) -> web.Response:  # fmt: skip
+    request: web.Request,
+    fmt: Format | None,
+    status: int,
+    model_state: dict[str, list[str]] | None,
+    message: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     if _wants_xml(request, fmt):
         text = error_xml(model_state) if model_state is not None else message_xml(message or "")
         return web.Response(
@@ -82,9 +87,12 @@ async def update_xray_order(request: web.Request) -> web.Response:
     dto = result.model
     assert dto.msg_id is not None
     env = Envelope(
-        msg_id=dto.msg_id, received_at=now_utc(), body=dto.encode(), dto=dto,
+        msg_id=dto.msg_id,
+        received_at=now_utc(),
+        body=dto.encode(),
+        dto=dto,
         content_type=request.headers.get("Content-Type"),
-    )  # fmt: skip
+    )
     headers = env.headers()
     client = request.get(CLIENT)
     if client:
@@ -99,23 +107,31 @@ async def update_xray_order(request: web.Request) -> web.Response:
             extra={"action": "publish_failed", "msg_id": env.msg_id, "error": str(exc)},
         )
         return _refuse(
-            request, fmt, 503, None,
+            request,
+            fmt,
+            503,
+            None,
             "The update could not be queued right now; nothing was accepted. Retry later.",
             headers={"Retry-After": RETRY_AFTER_S},
-        )  # fmt: skip
+        )
     metrics.PUBLISH_LATENCY.observe(time.perf_counter() - publish_started)
     log.info(
         "update queued",
         extra={
-            "action": "queued", "msg_id": env.msg_id, "accession": dto.accessionNo,
-            "client": client, "publish_ms": round((time.perf_counter() - publish_started) * 1e3, 2),
+            "action": "queued",
+            "msg_id": env.msg_id,
+            "accession": dto.accessionNo,
+            "client": client,
+            "publish_ms": round((time.perf_counter() - publish_started) * 1e3, 2),
             "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
         },
-    )  # fmt: skip
+    )
     return web.json_response({"msg_id": env.msg_id, "status": "queued"})
 
 
-async def _read(request: web.Request, query: Any, key: str, what: str) -> web.Response:
+async def _read(
+    request: web.Request, query: Any, key: str, what: str, model: type[MessageView | OrderView]
+) -> web.Response:
     try:
         async with asyncio.timeout(5):
             async with request.app[POOL].acquire() as conn:
@@ -124,19 +140,20 @@ async def _read(request: web.Request, query: Any, key: str, what: str) -> web.Re
         log.warning("read failed", extra={"action": "read_failed", "error": type(exc).__name__})
         return web.json_response(
             {"Message": "The database is unavailable; retry later."},
-            status=503, headers={"Retry-After": RETRY_AFTER_S},
-        )  # fmt: skip
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
     if view is None:
         return web.json_response({"Message": f"No {what} with that id is known."}, status=404)
-    return web.json_response(view)
+    return web.json_response(model.model_validate(view).model_dump(mode="json"))
 
 
 async def get_message(request: web.Request) -> web.Response:
-    return await _read(request, message_view, request.match_info["msg_id"], "message")
+    return await _read(request, message_view, request.match_info["msg_id"], "message", MessageView)
 
 
 async def get_order(request: web.Request) -> web.Response:
-    return await _read(request, order_view, request.match_info["accession_no"], "order")
+    return await _read(request, order_view, request.match_info["accession_no"], "order", OrderView)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -162,3 +179,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_view(request: web.Request) -> web.Response:
     body, ctype = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": ctype})
+
+
+OPENAPI = web.AppKey("openapi", bytes)
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")

@@ -105,8 +105,10 @@ class Settings(BaseSettings):
                 for name in cls.model_fields
                 if PREFIX + name.upper() in env
             }
-            defaults = {name: f.get_default(call_default_factory=True)
-                        for name, f in cls.model_fields.items()}  # fmt: skip
+            defaults = {
+                name: f.get_default(call_default_factory=True)
+                for name, f in cls.model_fields.items()
+            }
             return cls(**{**defaults, **given})
         except ValidationError as exc:
             first = exc.errors()[0]

@@ -54,10 +54,15 @@ def parse_dotnet(text: str, *, xml: bool = False) -> DotNetDate | None:
         frac = (m["f"] or "").ljust(7, "0")
         try:
             value = datetime(
-                int(m["y"]), int(m["mo"]), int(m["d"]),
-                int(m["h"] or 0), int(m["mi"] or 0), int(m["s"] or 0),
-                int(frac[:6]), tzinfo=_tz(m["tz"]),
-            )  # fmt: skip
+                int(m["y"]),
+                int(m["mo"]),
+                int(m["d"]),
+                int(m["h"] or 0),
+                int(m["mi"] or 0),
+                int(m["s"] or 0),
+                int(frac[:6]),
+                tzinfo=_tz(m["tz"]),
+            )
         except ValueError:
             return None
         return DotNetDate(value, int(frac[6]), date_only=m["h"] is None)
@@ -74,9 +79,13 @@ def parse_dotnet(text: str, *, xml: bool = False) -> DotNetDate | None:
     if m:
         try:
             value = datetime(
-                int(m["y"]), int(m["mo"]), int(m["d"]),
-                int(m["h"] or 0), int(m["mi"] or 0), int(m["s"] or 0),
-            )  # fmt: skip
+                int(m["y"]),
+                int(m["mo"]),
+                int(m["d"]),
+                int(m["h"] or 0),
+                int(m["mi"] or 0),
+                int(m["s"] or 0),
+            )
         except ValueError:
             return None
         return DotNetDate(value, date_only=m["h"] is None)

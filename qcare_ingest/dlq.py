@@ -82,8 +82,14 @@ def describe(message: AbstractIncomingMessage) -> Dead:
         accession = body.get("accessionNo") if isinstance(body, dict) else None
     except ValueError:
         pass
-    return Dead(message, message.message_id or "?", accession, reason,
-                int(attempts) if isinstance(attempts, int) else 0, failed)  # fmt: skip
+    return Dead(
+        message,
+        message.message_id or "?",
+        accession,
+        reason,
+        int(attempts) if isinstance(attempts, int) else 0,
+        failed,
+    )
 
 
 def masked_body(body: bytes) -> Any:
@@ -132,17 +138,31 @@ async def replay(
     exchange = await channel.get_exchange(EXCHANGE)
     for done, dead in enumerate(chosen, start=1):
         src = dead.message
-        headers = {k: v for k, v in (src.headers or {}).items()
-                   if k not in ("x-death", "x-delivery-count", "x-first-death-exchange",
-                                "x-first-death-queue", "x-first-death-reason")}  # fmt: skip
+        headers = {
+            k: v
+            for k, v in (src.headers or {}).items()
+            if k
+            not in (
+                "x-death",
+                "x-delivery-count",
+                "x-first-death-exchange",
+                "x-first-death-queue",
+                "x-first-death-reason",
+            )
+        }
         headers[H_ATTEMPT] = 0
         replayed = headers.get(H_REPLAYED, 0)
         headers[H_REPLAYED] = (replayed if isinstance(replayed, int) else 0) + 1
         await exchange.publish(
-            aio_pika.Message(src.body, message_id=src.message_id, content_type=src.content_type,
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers),
+            aio_pika.Message(
+                src.body,
+                message_id=src.message_id,
+                content_type=src.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=headers,
+            ),
             ROUTING_KEY,
-        )  # fmt: skip
+        )
         await src.ack()  # only after the confirm above
         report(done, len(chosen))
     return len(chosen)
@@ -152,8 +172,10 @@ def _list(dead: list[Dead], out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     out.write(f"{'msg_id':<40} {'accession':<20} {'reason':<20} {'attempts':>8} {'age':>6}\n")
     for d in dead:
-        out.write(f"{d.msg_id[:40]:<40} {(d.accession or '-')[:20]:<20} "
-                  f"{d.reason[:20]:<20} {d.attempts:>8} {d.age(now):>6}\n")  # fmt: skip
+        out.write(
+            f"{d.msg_id[:40]:<40} {(d.accession or '-')[:20]:<20} "
+            f"{d.reason[:20]:<20} {d.attempts:>8} {d.age(now):>6}\n"
+        )
     err.write(f"{len(dead)} dead-lettered message(s)\n")
     return 0
 
@@ -164,10 +186,16 @@ def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO) -> int:
         err.write(f"no dead-lettered message with msg_id {msg_id!r}\n")
         return 1
     for d in found:
-        headers = {k: _text(v) if isinstance(v, bytes) else v
-                   for k, v in (d.message.headers or {}).items()}  # fmt: skip
-        shown = {"msg_id": d.msg_id, "reason": d.reason, "error": headers.get(H_ERROR),
-                 "headers": headers, "dto": masked_body(d.message.body)}  # fmt: skip
+        headers = {
+            k: _text(v) if isinstance(v, bytes) else v for k, v in (d.message.headers or {}).items()
+        }
+        shown = {
+            "msg_id": d.msg_id,
+            "reason": d.reason,
+            "error": headers.get(H_ERROR),
+            "headers": headers,
+            "dto": masked_body(d.message.body),
+        }
         out.write(json.dumps(shown, indent=2, default=str, ensure_ascii=False) + "\n")
     return 0
 
@@ -182,9 +210,12 @@ async def _confirm_purge(count: int, err: TextIO) -> bool:
 
 
 async def _move(
-    args: argparse.Namespace, channel: AbstractChannel, dead: list[Dead], out: TextIO,
+    args: argparse.Namespace,
+    channel: AbstractChannel,
+    dead: list[Dead],
+    out: TextIO,
     err: TextIO,
-) -> int:  # fmt: skip
+) -> int:
     if not args.all and not args.msg_ids:
         err.write(f"dlq {args.action}: name MSG_IDs or pass --all\n")
         return 2
@@ -235,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="a table of dead-lettered messages")
     show = sub.add_parser("show", help="headers and DTO of one message (personal data masked)")
     show.add_argument("msg_id")
-    for name, text in (("replay", "move messages back to the main queue"),
-                       ("purge", "delete messages for good")):  # fmt: skip
+    for name, text in (
+        ("replay", "move messages back to the main queue"),
+        ("purge", "delete messages for good"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("msg_ids", nargs="*", metavar="MSG_ID")
         p.add_argument("--all", action="store_true", help="every message (see --reason)")

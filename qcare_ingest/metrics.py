@@ -11,13 +11,16 @@ HTTP_REQUESTS = Counter(
     "qcare_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
 )
 HTTP_LATENCY = Histogram(
-    "qcare_http_request_duration_seconds", "HTTP request latency", ["route"],
+    "qcare_http_request_duration_seconds",
+    "HTTP request latency",
+    ["route"],
     buckets=LATENCY_BUCKETS,
-)  # fmt: skip
+)
 PUBLISH_LATENCY = Histogram(
-    "qcare_publish_duration_seconds", "Confirmed publish latency at the gateway",
+    "qcare_publish_duration_seconds",
+    "Confirmed publish latency at the gateway",
     buckets=LATENCY_BUCKETS,
-)  # fmt: skip
+)
 PUBLISH_FAILURES = Counter("qcare_publish_failures_total", "Publishes answered with 503")
 MESSAGES = Counter("qcare_messages_total", "Messages processed by outcome", ["outcome"])
 PROCESSING = Histogram(
@@ -27,9 +30,10 @@ RETRIES = Counter("qcare_retries_total", "In-process retries of transient errors
 DEAD_LETTERED = Counter("qcare_dead_lettered_total", "Messages dead-lettered", ["reason"])
 DB_WAITS = Counter("qcare_db_unavailable_waits_total", "Waits because PostgreSQL was away")
 LAG = Histogram(
-    "qcare_end_to_end_lag_seconds", "Applied time minus gateway receipt time",
+    "qcare_end_to_end_lag_seconds",
+    "Applied time minus gateway receipt time",
     buckets=LAG_BUCKETS,
-)  # fmt: skip
+)
 
 
 def exposition() -> tuple[bytes, str]:

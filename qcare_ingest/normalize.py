@@ -47,9 +47,20 @@ def patient_key(hkid: str | None, passno: str | None) -> str | None:
 
 
 _GENDERS = {
-    "m": "M", "male": "M", "man": "M", "男": "M", "f": "F", "female": "F", "woman": "F",
-    "女": "F", "u": "U", "unknown": "U", "o": "U", "other": "U", "x": "U",
-}  # fmt: skip
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "男": "M",
+    "f": "F",
+    "female": "F",
+    "woman": "F",
+    "女": "F",
+    "u": "U",
+    "unknown": "U",
+    "o": "U",
+    "other": "U",
+    "x": "U",
+}
 
 
 def normalise_gender(raw: str | None) -> str | None:

@@ -18,10 +18,20 @@ from .normalize import hkid_valid, mask_id, normalise_gender, normalise_hkid, pa
 
 PATIENT_REGISTERS = ("hkid", "passno", "name", "gender", "dob", "address")
 ORDER_REGISTERS = (
-    "studyDate", "studyTime", "location", "chitno", "plan_type", "ref_doctor",
-    "ref_clinic_fullname", "csCode", "modality", "refClinicFullname", "examClinicFullName",
-    "services", "patient",
-)  # fmt: skip
+    "studyDate",
+    "studyTime",
+    "location",
+    "chitno",
+    "plan_type",
+    "ref_doctor",
+    "ref_clinic_fullname",
+    "csCode",
+    "modality",
+    "refClinicFullname",
+    "examClinicFullName",
+    "services",
+    "patient",
+)
 
 
 @dataclass

@@ -125,9 +125,13 @@ class Processor:
                 metrics.DB_WAITS.inc()
                 log.warning(
                     "database unavailable, waiting",
-                    extra={"action": "db_wait", "msg_id": env.msg_id, "error": str(exc),
-                           "retry_in_s": round(delay, 2)},
-                )  # fmt: skip
+                    extra={
+                        "action": "db_wait",
+                        "msg_id": env.msg_id,
+                        "error": str(exc),
+                        "retry_in_s": round(delay, 2),
+                    },
+                )
                 await asyncio.sleep(delay)
 
     async def _once(self, env: Envelope) -> Any:
@@ -135,9 +139,12 @@ class Processor:
             return await apply_update(conn, env)
 
     async def _publish(
-        self, exchange: AbstractExchange, key: str, message: AbstractIncomingMessage,
+        self,
+        exchange: AbstractExchange,
+        key: str,
+        message: AbstractIncomingMessage,
         headers: dict[str, Any],
-    ) -> None:  # fmt: skip
+    ) -> None:
         await exchange.publish(
             aio_pika.Message(
                 message.body,
@@ -150,12 +157,16 @@ class Processor:
         )
 
     async def _delay_or_dead_letter(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], env: Envelope,
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        env: Envelope,
         exc: TransientError,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if env.attempt >= len(self.delays):
-            await self._dead_letter(message, headers, exc, attempts=env.attempt + 1, env=env,
-                                    reason="retries_exhausted")  # fmt: skip
+            await self._dead_letter(
+                message, headers, exc, attempts=env.attempt + 1, env=env, reason="retries_exhausted"
+            )
             return
         seconds = self.delays[env.attempt]
         headers[H_ATTEMPT] = env.attempt + 1
@@ -165,19 +176,34 @@ class Processor:
         metrics.MESSAGES.labels("delayed").inc()
         log.warning(
             "transient failure, delayed",
-            extra={"action": "delayed", "msg_id": env.msg_id, "delay_s": seconds,
-                   "attempt": env.attempt + 1, "error": str(exc)},
-        )  # fmt: skip
+            extra={
+                "action": "delayed",
+                "msg_id": env.msg_id,
+                "delay_s": seconds,
+                "attempt": env.attempt + 1,
+                "error": str(exc),
+            },
+        )
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], exc: Exception,
-        *, attempts: int, env: Envelope | None = None, reason: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        exc: Exception,
+        *,
+        attempts: int,
+        env: Envelope | None = None,
+        reason: str | None = None,
+    ) -> None:
         reason = reason or str(getattr(exc, "reason", "permanent"))
         dl_headers = dead_letter_headers(
-            headers, reason=reason, error=exc, attempts=attempts, worker=self.worker,
+            headers,
+            reason=reason,
+            error=exc,
+            attempts=attempts,
+            worker=self.worker,
             now=now_utc(),
-        )  # fmt: skip
+        )
         # Confirmed in the dead-letter queue first; only then is the original acked.
         await self._publish(self.dlx, DEAD_KEY, message, dl_headers)
         await message.ack()
@@ -186,9 +212,13 @@ class Processor:
         metrics.DEAD_LETTERED.labels(reason).inc()
         log.error(
             "message dead-lettered",
-            extra={"action": "dead_lettered", "msg_id": env.msg_id if env else None,
-                   "reason": reason, "error_class": type(exc).__name__},
-        )  # fmt: skip
+            extra={
+                "action": "dead_lettered",
+                "msg_id": env.msg_id if env else None,
+                "reason": reason,
+                "error_class": type(exc).__name__,
+            },
+        )
         if env is not None:
             status = (
                 "conflict"
@@ -202,6 +232,9 @@ class Processor:
             except Exception as record_exc:  # best effort: the DLQ already has it
                 log.warning(
                     "could not record the failure in the inbox",
-                    extra={"action": "record_failure_failed", "msg_id": env.msg_id,
-                           "error": type(record_exc).__name__},
-                )  # fmt: skip
+                    extra={
+                        "action": "record_failure_failed",
+                        "msg_id": env.msg_id,
+                        "error": type(record_exc).__name__,
+                    },
+                )

@@ -31,11 +31,15 @@ async def oldest_waiting(channel: aio_pika.abc.AbstractChannel) -> datetime | No
         return None
     exchange = await channel.get_exchange(EXCHANGE)
     await exchange.publish(
-        aio_pika.Message(message.body, message_id=message.message_id,
-                         content_type=message.content_type, headers=dict(message.headers or {}),
-                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        aio_pika.Message(
+            message.body,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            headers=dict(message.headers or {}),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        ),
         ROUTING_KEY,
-    )  # fmt: skip
+    )
     await message.ack()
     raw = (message.headers or {}).get(H_RECEIVED_AT)
     try:
@@ -54,9 +58,12 @@ async def collect(settings: Settings) -> dict[str, Any]:
             queue = await topology.channel.declare_queue(name, passive=True)
             result = queue.declaration_result
             report["queues"].append(
-                {"queue": name, "messages": result.message_count,
-                 "consumers": result.consumer_count}
-            )  # fmt: skip
+                {
+                    "queue": name,
+                    "messages": result.message_count,
+                    "consumers": result.consumer_count,
+                }
+            )
         oldest = await oldest_waiting(topology.channel)
         if oldest is not None:
             report["oldest_waiting_s"] = round((datetime.now(UTC) - oldest).total_seconds(), 3)

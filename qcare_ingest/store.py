@@ -18,16 +18,27 @@ from .plan import Plan, make_plan, take
 
 # register (DTO field) -> column
 PATIENT_COLUMNS = {
-    "hkid": "hkid_raw", "passno": "passno", "name": "name",
-    "gender": "gender_raw", "dob": "dob_raw", "address": "address",
-}  # fmt: skip
+    "hkid": "hkid_raw",
+    "passno": "passno",
+    "name": "name",
+    "gender": "gender_raw",
+    "dob": "dob_raw",
+    "address": "address",
+}
 ORDER_COLUMNS = {
-    "studyDate": "study_date_raw", "studyTime": "study_time", "location": "location",
-    "chitno": "chitno", "plan_type": "plan_type", "ref_doctor": "ref_doctor",
-    "ref_clinic_fullname": "ref_clinic_fullname", "csCode": "cs_code", "modality": "modality",
-    "refClinicFullname": "ref_clinic_fullname2", "examClinicFullName": "exam_clinic_fullname",
+    "studyDate": "study_date_raw",
+    "studyTime": "study_time",
+    "location": "location",
+    "chitno": "chitno",
+    "plan_type": "plan_type",
+    "ref_doctor": "ref_doctor",
+    "ref_clinic_fullname": "ref_clinic_fullname",
+    "csCode": "cs_code",
+    "modality": "modality",
+    "refClinicFullname": "ref_clinic_fullname2",
+    "examClinicFullName": "exam_clinic_fullname",
     "patient": "patient_key",
-}  # fmt: skip
+}
 
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -66,9 +77,15 @@ async def apply_update(conn: Conn, env: Envelope) -> Outcome:
     outcome = Outcome("stale", warnings=list(plan.warnings))
     async with conn.transaction():
         claimed = await conn.fetchval(
-            _CLAIM, env.msg_id, env.digest, env.received_at, plan.accession_no,
-            plan.patient_key, plan.warnings, env.attempt + 1,
-        )  # fmt: skip
+            _CLAIM,
+            env.msg_id,
+            env.digest,
+            env.received_at,
+            plan.accession_no,
+            plan.patient_key,
+            plan.warnings,
+            env.attempt + 1,
+        )
         if claimed is None:
             held = await conn.fetchval(
                 "SELECT body_sha256 FROM inbox WHERE msg_id = $1", env.msg_id
@@ -86,8 +103,10 @@ async def apply_update(conn: Conn, env: Envelope) -> Outcome:
         outcome.status = "applied" if took else "stale"
         await conn.execute(
             "UPDATE inbox SET status = $2, stale_for = $3, processed_at = now() WHERE msg_id = $1",
-            env.msg_id, outcome.status, outcome.stale_for,
-        )  # fmt: skip
+            env.msg_id,
+            outcome.status,
+            outcome.stale_for,
+        )
     return outcome
 
 
@@ -115,8 +134,12 @@ async def _write(
                last_msg_id = CASE WHEN $3 > version THEN $4 ELSE last_msg_id END,
                version = GREATEST(version, $3), updated_at = now()
              WHERE {key_col} = $1""",
-        key, versions, env.version, env.msg_id, *values.values(),
-    )  # fmt: skip
+        key,
+        versions,
+        env.version,
+        env.msg_id,
+        *values.values(),
+    )
 
 
 def _mark_stale(row: asyncpg.Record, env: Envelope, entity: str, outcome: Outcome) -> None:
@@ -199,8 +222,10 @@ async def record_failure(conn: Conn, env: Envelope, status: str, error: str) -> 
     if status == "conflict":
         await conn.execute(
             "INSERT INTO inbox_conflicts (msg_id, body_sha256, received_at) VALUES ($1, $2, $3)",
-            env.msg_id, env.digest, env.received_at,
-        )  # fmt: skip
+            env.msg_id,
+            env.digest,
+            env.received_at,
+        )
         return
     plan = make_plan(env.dto)
     await conn.execute(
@@ -211,6 +236,13 @@ async def record_failure(conn: Conn, env: Envelope, status: str, error: str) -> 
               SET status = EXCLUDED.status, error = EXCLUDED.error, processed_at = now(),
                   attempts = inbox.attempts + EXCLUDED.attempts
             WHERE inbox.status IN ('dead_lettered', 'rejected')""",
-        env.msg_id, env.digest, env.received_at, status, plan.accession_no, plan.patient_key,
-        plan.warnings, error[:500], env.attempt + 1,
-    )  # fmt: skip
+        env.msg_id,
+        env.digest,
+        env.received_at,
+        status,
+        plan.accession_no,
+        plan.patient_key,
+        plan.warnings,
+        error[:500],
+        env.attempt + 1,
+    )

@@ -89,8 +89,9 @@ async def test_env() -> AsyncIterator[RunEnv]:
 
 @pytest.fixture(scope="session")
 async def db(test_env: RunEnv) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(test_env.database_url, min_size=1, max_size=4,
-                                     init=init_connection)  # fmt: skip
+    pool = await asyncpg.create_pool(
+        test_env.database_url, min_size=1, max_size=4, init=init_connection
+    )
     assert pool is not None
     yield pool
     await pool.close()

@@ -23,9 +23,11 @@ async def _run(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qcare-ingest worker", description=__doc__)
     parser.add_argument(
-        "--concurrency", type=int, default=None,
+        "--concurrency",
+        type=int,
+        default=None,
         help="in-flight messages (prefetch and pool size); env QCARE_WORKER_CONCURRENCY",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env().with_overrides(worker_concurrency=args.concurrency)

@@ -76,9 +76,12 @@ class Worker:
                     failures += 1
                     log.warning(
                         "broker session ended, reconnecting",
-                        extra={"action": "broker_reconnect", "error": type(exc).__name__,
-                               "retry_in_s": round(delay, 2)},
-                    )  # fmt: skip
+                        extra={
+                            "action": "broker_reconnect",
+                            "error": type(exc).__name__,
+                            "retry_in_s": round(delay, 2),
+                        },
+                    )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
         finally:
@@ -99,10 +102,13 @@ class Worker:
             channel.close_callbacks.add(lambda *_: lost.set())
             await channel.set_qos(prefetch_count=concurrency)
             processor = Processor(
-                pool, topology.dlx, channel.default_exchange,
-                stopping=lambda: self.stopping, counters=self.counters,
+                pool,
+                topology.dlx,
+                channel.default_exchange,
+                stopping=lambda: self.stopping,
+                counters=self.counters,
                 delays=self.settings.retry_delays,
-            )  # fmt: skip
+            )
 
             async def on_message(message: AbstractIncomingMessage) -> None:
                 task = asyncio.current_task()

@@ -73,7 +73,9 @@ def bind_form(body: bytes) -> BindResult:
         value = _null_if_blank(pairs[lower])
         canon = DTO_FIELDS[cs_name]
         if canon == "studyDate" and value is not None and parse_dotnet(value) is None:
-            result.add(cs_name, f"The value {quote_date(value)} is not valid for {cs_name}.")
+            result.add(
+                cs_name, f"The value {quote_date(value, 'sent')} is not valid for {cs_name}."
+            )
             continue
         fields[canon] = value
     indices = _indices(all_pairs)
@@ -97,7 +99,7 @@ def _service(pairs: dict[str, str], index: str, result: BindResult) -> dict[str,
         elif value is None:
             result.add(path, "A value is required.")
         elif not _INT.match(value) or not INT32_MIN <= int(value) <= INT32_MAX:
-            result.add(path, f"The value {quote_number(value)} is not valid for {cs_name}.")
+            result.add(path, f"The value {quote_number(value, 'sent')} is not valid for {cs_name}.")
         else:
             line[canon] = int(value)
     return line

@@ -120,8 +120,11 @@ class _Binder:
         """(ok, target) for a `$ref` object."""
         ref = meta["$ref"]
         if len(meta) > 1 or rest:
-            self.error(path, "Additional content found in JSON reference object: "
-                             "a $ref object must have no other property")  # fmt: skip
+            self.error(
+                path,
+                "Additional content found in JSON reference object: "
+                "a $ref object must have no other property",
+            )
             return False, None
         if ref is None:
             return True, None
@@ -266,8 +269,9 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
     try:
         root = parse(text)
     except json.JSONDecodeError as exc:
-        result.add("", f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, "
-                       f"column {exc.colno})")  # fmt: skip
+        result.add(
+            "", f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        )
         return result
     except RecursionError:
         result.add("", f"The JSON is nested deeper than {MAX_DEPTH} levels")

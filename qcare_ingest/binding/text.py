@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import codecs
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-         (codecs.BOM_UTF16_BE, "utf-16-be"))  # fmt: skip
-_UTF16_CHARSETS = {"utf-16": "utf-16-le", "utf-16le": "utf-16-le", "unicode": "utf-16-le",
-                   "utf-16be": "utf-16-be"}  # fmt: skip
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_UTF16_CHARSETS = {
+    "utf-16": "utf-16-le",
+    "utf-16le": "utf-16-le",
+    "unicode": "utf-16-le",
+    "utf-16be": "utf-16-be",
+}
 
 
 class BodyDecodeError(ValueError):

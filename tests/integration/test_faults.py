@@ -27,16 +27,21 @@ async def ready_count(amqp: aio_pika.abc.AbstractConnection) -> int:
 
 
 async def test_sigkilled_worker_loses_nothing(
-    procs: Procs, http: aiohttp.ClientSession, db: asyncpg.Pool,
+    procs: Procs,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Pool,
     amqp: aio_pika.abc.AbstractConnection,
-) -> None:  # fmt: skip
+) -> None:
     run = uuid.uuid4().hex[:8]
     n = 200
     gw = procs.gateway()
     await gw.ready(http)
     for i in range(n):
-        async with http.post(gw.url + UPDATE, data=order(f"kill-{run}-{i}", f"K-{run}-{i}"),
-                             headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+        async with http.post(
+            gw.url + UPDATE,
+            data=order(f"kill-{run}-{i}", f"K-{run}-{i}"),
+            headers={"Content-Type": "application/json"},
+        ) as resp:
             assert resp.status == 200
     base = await ready_count(amqp)
     assert base >= n
@@ -94,8 +99,11 @@ async def test_broker_down_gives_503_quickly_then_recovers(
         run = uuid.uuid4().hex[:8]
 
         async def post(i: int) -> tuple[int, dict[str, str]]:
-            async with http.post(gw.url + UPDATE, data=order(f"down-{run}-{i}", f"D-{run}-{i}"),
-                                 headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+            async with http.post(
+                gw.url + UPDATE,
+                data=order(f"down-{run}-{i}", f"D-{run}-{i}"),
+                headers={"Content-Type": "application/json"},
+            ) as resp:
                 return resp.status, dict(resp.headers)
 
         assert (await post(0))[0] == 200

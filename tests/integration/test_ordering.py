@@ -19,8 +19,11 @@ from qcare_ingest.retry import RetryPolicy
 from qcare_ingest.store import apply_update
 from tests.support.oracle import ORDER_FIELDS, PATIENT_FIELDS, sequential_state
 
-HKIDS = [["A123456(3)", "a1234563", "A 123456 (3)"], ["E364912(5)", "e364912(5)"],
-         ["AB123456(9)", "AB1234569"]]  # fmt: skip
+HKIDS = [
+    ["A123456(3)", "a1234563", "A 123456 (3)"],
+    ["E364912(5)", "e364912(5)"],
+    ["AB123456(9)", "AB1234569"],
+]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -39,17 +42,34 @@ def update(draw: st.DrawFn) -> dict[str, Any]:
         "dob": draw(maybe(st.sampled_from(["1980-02-29", "19800229", "n/a"]))),
         "address": draw(maybe(st.sampled_from(["1 Main St", "2 Side Rd"]))),
         "accessionNo": draw(maybe(st.sampled_from(["ACC1", "ACC2", "ACC3"]))),
-        "studyDate": draw(maybe(st.sampled_from(
-            ["2025-10-26T15:51:31.8166249+08:00", "2025-10-27", "2025-10-28T09:00:00"]))),
+        "studyDate": draw(
+            maybe(
+                st.sampled_from(
+                    ["2025-10-26T15:51:31.8166249+08:00", "2025-10-27", "2025-10-28T09:00:00"]
+                )
+            )
+        ),
         "studyTime": draw(maybe(st.sampled_from(["09:30", "1545"]))),
         "location": draw(maybe(st.sampled_from(["Room 1", "Room 2"]))),
         "chitno": draw(maybe(st.sampled_from(["C1", "C2"]))),
         "modality": draw(maybe(st.sampled_from(["CR", "DX"]))),
         "refClinicFullname": draw(maybe(st.sampled_from(["Central Clinic", "Kowloon Clinic"]))),
-        "services": draw(maybe(st.lists(st.fixed_dictionaries({
-            "studyDesc": st.sampled_from(["CHEST PA", "KUB"]), "bodypart": maybe(st.just("CHEST")),
-            "noOfImages": st.integers(0, 3), "warningTime": st.integers(0, 60)}), max_size=3))),
-    }  # fmt: skip
+        "services": draw(
+            maybe(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "studyDesc": st.sampled_from(["CHEST PA", "KUB"]),
+                            "bodypart": maybe(st.just("CHEST")),
+                            "noOfImages": st.integers(0, 3),
+                            "warningTime": st.integers(0, 60),
+                        }
+                    ),
+                    max_size=3,
+                )
+            )
+        ),
+    }
     return dto
 
 
@@ -61,11 +81,15 @@ async def current_state(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     patients = {
         r["patient_key"].replace(run, ""): {
-            "hkid": r["hkid_raw"], "passno": r["passno"], "name": r["name"],
-            "gender": r["gender_raw"], "dob": r["dob_raw"], "address": r["address"],
+            "hkid": r["hkid_raw"],
+            "passno": r["passno"],
+            "name": r["name"],
+            "gender": r["gender_raw"],
+            "dob": r["dob_raw"],
+            "address": r["address"],
         }
         for r in await conn.fetch("SELECT * FROM patients WHERE patient_key LIKE '%' || $1", run)
-    }  # fmt: skip
+    }
     orders = {}
     for r in await conn.fetch("SELECT * FROM orders WHERE accession_no LIKE $1 || '%'", run):
         lines = await conn.fetch(
@@ -73,14 +97,25 @@ async def current_state(
             r["accession_no"],
         )
         orders[r["accession_no"].replace(run, "")] = {
-            "studyDate": r["study_date_raw"], "studyTime": r["study_time"],
-            "location": r["location"], "chitno": r["chitno"], "modality": r["modality"],
+            "studyDate": r["study_date_raw"],
+            "studyTime": r["study_time"],
+            "location": r["location"],
+            "chitno": r["chitno"],
+            "modality": r["modality"],
             "refClinicFullname": r["ref_clinic_fullname2"],
-            "services": [{"studyDesc": s["study_desc"], "bodypart": s["bodypart"],
-                          "noOfImages": s["no_of_images"], "warningTime": s["warning_time"]}
-                         for s in lines] if "services" in r["field_versions"] else None,
+            "services": [
+                {
+                    "studyDesc": s["study_desc"],
+                    "bodypart": s["bodypart"],
+                    "noOfImages": s["no_of_images"],
+                    "warningTime": s["warning_time"],
+                }
+                for s in lines
+            ]
+            if "services" in r["field_versions"]
+            else None,
             "patient": r["patient_key"].replace(run, "") if r["patient_key"] else None,
-        }  # fmt: skip
+        }
     return patients, orders
 
 
@@ -116,8 +151,9 @@ async def test_any_delivery_order_ends_in_received_at_order_state(
     envelopes = []
     for i, raw in enumerate(history):
         dto = QCareDto.model_validate({**isolate(raw, run), "msg_id": f"{run}-{i}"})
-        envelopes.append(Envelope(dto.msg_id or "", T0 + timedelta(microseconds=i), dto.encode(),
-                                  dto))  # fmt: skip
+        envelopes.append(
+            Envelope(dto.msg_id or "", T0 + timedelta(microseconds=i), dto.encode(), dto)
+        )
     deliveries = envelopes + [e for e in envelopes if rnd.random() < dup_rate]
     rnd.shuffle(deliveries)
     queue: asyncio.Queue[Envelope] = asyncio.Queue()
@@ -138,9 +174,14 @@ async def test_any_delivery_order_ends_in_received_at_order_state(
     )
     async with db.acquire() as conn:
         patients, orders = await current_state(conn, run)
-    patients = {k: {**v, "hkid": v["hkid"][: -len(run)] if v["hkid"] else None,
-                    "passno": v["passno"][: -len(run)] if v["passno"] else None}
-                for k, v in patients.items()}  # fmt: skip
+    patients = {
+        k: {
+            **v,
+            "hkid": v["hkid"][: -len(run)] if v["hkid"] else None,
+            "passno": v["passno"][: -len(run)] if v["passno"] else None,
+        }
+        for k, v in patients.items()
+    }
     assert patients == {k: {f: v[f] for f in PATIENT_FIELDS} for k, v in expected_patients.items()}
     assert orders == {
         k: {**{f: v[f] for f in ORDER_FIELDS}, "services": v["services"], "patient": v["patient"]}

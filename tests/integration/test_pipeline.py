@@ -39,22 +39,37 @@ async def wait_applied(
     return await wait_for(done, timeout, what=f"message {msg_id} applied")
 
 
-SAMPLE_LINE = {"studyDesc": "sample string 1", "bodypart": "sample string 2",
-               "noOfImages": 1, "warningTime": 3}  # fmt: skip
+SAMPLE_LINE = {
+    "studyDesc": "sample string 1",
+    "bodypart": "sample string 2",
+    "noOfImages": 1,
+    "warningTime": 3,
+}
 
 
 def assert_sample_order(view: dict[str, Any], accession: str, msg_id: str) -> None:
     expected = {
-        "accessionNo": accession, "msg_id": msg_id, "name": "sample string 2",
-        "hkid": "sample string 3", "passno": "sample string 4", "gender": "sample string 5",
-        "dob": "sample string 6", "studyDate": "2025-10-26T15:51:31.8166249+08:00",
-        "studyTime": "sample string 7", "location": "sample string 8", "chitno": "sample string 9",
-        "plan_type": "sample string 10", "ref_doctor": "sample string 11",
-        "ref_clinic_fullname": "sample string 12", "csCode": "sample string 13",
-        "modality": "sample string 14", "address": "sample string 15",
-        "refClinicFullname": "sample string 17", "examClinicFullName": "sample string 18",
+        "accessionNo": accession,
+        "msg_id": msg_id,
+        "name": "sample string 2",
+        "hkid": "sample string 3",
+        "passno": "sample string 4",
+        "gender": "sample string 5",
+        "dob": "sample string 6",
+        "studyDate": "2025-10-26T15:51:31.8166249+08:00",
+        "studyTime": "sample string 7",
+        "location": "sample string 8",
+        "chitno": "sample string 9",
+        "plan_type": "sample string 10",
+        "ref_doctor": "sample string 11",
+        "ref_clinic_fullname": "sample string 12",
+        "csCode": "sample string 13",
+        "modality": "sample string 14",
+        "address": "sample string 15",
+        "refClinicFullname": "sample string 17",
+        "examClinicFullName": "sample string 18",
         "services": [SAMPLE_LINE, SAMPLE_LINE],
-    }  # fmt: skip
+    }
     for key, value in expected.items():
         assert view[key] == value, key
     assert view["updated_at"]
@@ -148,10 +163,14 @@ async def test_thousand_concurrent_messages_two_workers(
 
     await wait_for(drained, 120, interval=0.2, what="1000 messages applied")
     done = time.monotonic()
-    print(f"\n1000 messages: posted in {posted - started:.2f}s, all applied after "
-          f"{done - started:.2f}s")  # fmt: skip
-    assert await db.fetchval("SELECT count(*) FROM orders WHERE accession_no LIKE $1",
-                             f"ACC-{run}-%") == 1000  # fmt: skip
+    print(
+        f"\n1000 messages: posted in {posted - started:.2f}s, all applied after "
+        f"{done - started:.2f}s"
+    )
+    assert (
+        await db.fetchval("SELECT count(*) FROM orders WHERE accession_no LIKE $1", f"ACC-{run}-%")
+        == 1000
+    )
     applied = [m for w in workers for m, o in w.outcomes() if m.startswith(f"bulk-{run}-")]
     assert sorted(applied) == sorted(ids)  # each exactly once, across both workers
     assert all(any(m.startswith(f"bulk-{run}") for m, _ in w.outcomes()) for w in workers)

@@ -37,8 +37,12 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
     ctype = {"Content-Type": "application/json"}
     post = gw.url + UPDATE
     assert await status_of(http, post, method="POST", data=body, headers=ctype) == 401
-    assert await status_of(http, post, method="POST", data=body,
-                           headers={**ctype, "X-Api-Key": "wrong"}) == 401  # fmt: skip
+    assert (
+        await status_of(
+            http, post, method="POST", data=body, headers={**ctype, "X-Api-Key": "wrong"}
+        )
+        == 401
+    )
     for path in (f"/api/v1/qcare/messages/{m}", f"/api/v1/qcare/orders/ACC-{m}"):
         assert await status_of(http, gw.url + path) == 401
     assert await status_of(http, gw.url + "/healthz") == 200
@@ -134,21 +138,27 @@ async def test_personal_data_never_in_logs_errors_or_dlq(
     ]
     texts = []
     for ctype, body in bodies:
-        async with http.post(gw.url + UPDATE, data=body.encode(),
-                             headers={"Content-Type": ctype}) as resp:  # fmt: skip
+        async with http.post(
+            gw.url + UPDATE, data=body.encode(), headers={"Content-Type": ctype}
+        ) as resp:
             texts.append(await resp.text())
     await wait_processed(http, gw, f"p1-{tag}")
     view = await wait_processed(http, gw, f"p2-{tag}")
     texts.append(json.dumps(view))
     # a conflict and a dead letter, then `dlq show`
-    async with http.post(gw.url + UPDATE, headers={"Content-Type": "application/json"},
-                         data=json.dumps({"msg_id": f"p1-{tag}", "accessionNo": f"ACC-p-{tag}",
-                                          **PERSONAL, "address": "changed"})) as resp:  # fmt: skip
+    async with http.post(
+        gw.url + UPDATE,
+        headers={"Content-Type": "application/json"},
+        data=json.dumps(
+            {"msg_id": f"p1-{tag}", "accessionNo": f"ACC-p-{tag}", **PERSONAL, "address": "changed"}
+        ),
+    ) as resp:
         assert resp.status == 200
 
     async def conflict_seen() -> bool:
-        return bool(await db.fetchval("SELECT count(*) FROM inbox_conflicts WHERE msg_id = $1",
-                                      f"p1-{tag}"))  # fmt: skip
+        return bool(
+            await db.fetchval("SELECT count(*) FROM inbox_conflicts WHERE msg_id = $1", f"p1-{tag}")
+        )
 
     await wait_for(conflict_seen, 30, what="conflict recorded")
     shown = cli(test_env.env(), "dlq", "show", f"p1-{tag}")
@@ -177,11 +187,18 @@ def _port(worker: Worker) -> int:
     raise AssertionError("no probes event")
 
 
-GATEWAY_METRICS = ["qcare_http_requests_total", "qcare_http_request_duration_seconds",
-                   "qcare_publish_duration_seconds"]  # fmt: skip
-WORKER_METRICS = ["qcare_messages_total", "qcare_message_processing_seconds",
-                  "qcare_end_to_end_lag_seconds", "qcare_retries_total",
-                  "qcare_dead_lettered_total"]  # fmt: skip
+GATEWAY_METRICS = [
+    "qcare_http_requests_total",
+    "qcare_http_request_duration_seconds",
+    "qcare_publish_duration_seconds",
+]
+WORKER_METRICS = [
+    "qcare_messages_total",
+    "qcare_message_processing_seconds",
+    "qcare_end_to_end_lag_seconds",
+    "qcare_retries_total",
+    "qcare_dead_lettered_total",
+]
 
 
 async def test_metrics_health_and_status(
@@ -189,8 +206,9 @@ async def test_metrics_health_and_status(
 ) -> None:
     gw, workers = stack
     m = f"metrics-{uuid.uuid4().hex[:8]}"
-    async with http.post(gw.url + UPDATE, data=order(m, "ACC-" + m),
-                         headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+    async with http.post(
+        gw.url + UPDATE, data=order(m, "ACC-" + m), headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 200
     await wait_processed(http, gw, m)
     async with http.get(gw.url + "/metrics") as resp:

@@ -69,9 +69,12 @@ def applied_once(workers: list[Worker], prefix: str) -> None:
 
 
 async def test_postgres_unreachable_for_20s_loses_nothing(
-    procs: Procs, test_env: RunEnv, http: aiohttp.ClientSession, db: asyncpg.Pool,
+    procs: Procs,
+    test_env: RunEnv,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Pool,
     amqp: aio_pika.abc.AbstractConnection,
-) -> None:  # fmt: skip
+) -> None:
     proxy = TcpProxy("127.0.0.1", 5432)
     await proxy.start()
     try:
@@ -121,13 +124,17 @@ async def test_broker_cut_under_load(
         assert set(statuses) <= {200, 503}
 
         async def accepted_applied() -> bool:
-            rows = await db.fetch("SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])",
-                                  [f"{prefix}{i}" for i in ok])  # fmt: skip
+            rows = await db.fetch(
+                "SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])",
+                [f"{prefix}{i}" for i in ok],
+            )
             return len(rows) == len(ok)
 
         await wait_for(accepted_applied, 60, interval=0.2, what="every 200 applied")
-        print(f"\nbroker cut 2 s: {len(ok)} accepted and applied, {statuses.count(503)} got 503, "
-              f"recovered {time.monotonic() - cut_at - 2:.1f}s after restore")  # fmt: skip
+        print(
+            f"\nbroker cut 2 s: {len(ok)} accepted and applied, {statuses.count(503)} got 503, "
+            f"recovered {time.monotonic() - cut_at - 2:.1f}s after restore"
+        )
         applied_once([worker], prefix)
         assert any(e.get("action") == "broker_reconnect" for e in worker.events())
     finally:
@@ -157,15 +164,17 @@ async def test_sigkill_three_times_in_2000(
 
 
 async def test_poison_and_conflict_are_dead_lettered_workers_go_on(
-    stack: tuple[Gateway, list[Worker]], http: aiohttp.ClientSession,
+    stack: tuple[Gateway, list[Worker]],
+    http: aiohttp.ClientSession,
     amqp: aio_pika.abc.AbstractConnection,
-) -> None:  # fmt: skip
+) -> None:
     gw, _ = stack
     tag = uuid.uuid4().hex[:6]
     channel = await amqp.channel()
     exchange = await channel.get_exchange(EXCHANGE)
-    await exchange.publish(aio_pika.Message(b"\x00not json{", message_id=f"poison-{tag}"),
-                           ROUTING_KEY)  # fmt: skip
+    await exchange.publish(
+        aio_pika.Message(b"\x00not json{", message_id=f"poison-{tag}"), ROUTING_KEY
+    )
     await channel.close()
     await post(http, gw, order(f"conf-{tag}", f"ACC-conf-{tag}"))
     await wait_processed(http, gw, f"conf-{tag}")
@@ -179,8 +188,13 @@ async def test_poison_and_conflict_are_dead_lettered_workers_go_on(
     assert dead[f"poison-{tag}"]["x-qcare-dead-reason"] == "undecodable"
     assert dead[f"conf-{tag}"]["x-qcare-dead-reason"] == "conflict"
     for headers in (dead[f"poison-{tag}"], dead[f"conf-{tag}"]):
-        for key in ("x-qcare-error-class", "x-qcare-attempts", "x-qcare-first-failure",
-                    "x-qcare-last-failure", "x-qcare-worker"):  # fmt: skip
+        for key in (
+            "x-qcare-error-class",
+            "x-qcare-attempts",
+            "x-qcare-first-failure",
+            "x-qcare-last-failure",
+            "x-qcare-worker",
+        ):
             assert key in headers
     assert (await post(http, gw, order(f"after-{tag}", f"ACC-after-{tag}")))[0] == 200
     await wait_processed(http, gw, f"after-{tag}")
@@ -232,18 +246,22 @@ async def _refuse_trigger(db: asyncpg.Pool, prefix: str) -> None:
             RETURN NEW;
         END $$ LANGUAGE plpgsql;
         CREATE TRIGGER refuse_{prefix} BEFORE INSERT OR UPDATE ON orders
-            FOR EACH ROW EXECUTE FUNCTION refuse_{prefix}();""")  # fmt: skip
+            FOR EACH ROW EXECUTE FUNCTION refuse_{prefix}();""")
 
 
 async def _drop_trigger(db: asyncpg.Pool, prefix: str) -> None:
-    await db.execute(f"DROP TRIGGER IF EXISTS refuse_{prefix} ON orders; "
-                     f"DROP FUNCTION IF EXISTS refuse_{prefix}();")  # fmt: skip
+    await db.execute(
+        f"DROP TRIGGER IF EXISTS refuse_{prefix} ON orders; "
+        f"DROP FUNCTION IF EXISTS refuse_{prefix}();"
+    )
 
 
 async def test_fix_the_cause_then_replay(
-    stack: tuple[Gateway, list[Worker]], test_env: RunEnv, http: aiohttp.ClientSession,
+    stack: tuple[Gateway, list[Worker]],
+    test_env: RunEnv,
+    http: aiohttp.ClientSession,
     db: asyncpg.Pool,
-) -> None:  # fmt: skip
+) -> None:
     gw, _ = stack
     prefix = f"fix{uuid.uuid4().hex[:6]}"
     msg_id = f"{prefix}-1"
@@ -273,9 +291,12 @@ async def test_fix_the_cause_then_replay(
 
 
 async def test_replay_1000_with_a_worker_killed_halfway(
-    procs: Procs, test_env: RunEnv, http: aiohttp.ClientSession, db: asyncpg.Pool,
+    procs: Procs,
+    test_env: RunEnv,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Pool,
     amqp: aio_pika.abc.AbstractConnection,
-) -> None:  # fmt: skip
+) -> None:
     prefix = f"rep{uuid.uuid4().hex[:6]}"
     gw = procs.gateway()
     first = procs.worker(concurrency=32)
@@ -295,8 +316,9 @@ async def test_replay_1000_with_a_worker_killed_halfway(
     assert dry.returncode == 0
     assert await applied_count(db, f"{prefix}-") == 0
     started = time.monotonic()
-    replay = await asyncio.to_thread(cli, test_env.env(), "dlq", "replay", "--all", "--reason",
-                                     "data_refused")  # fmt: skip
+    replay = await asyncio.to_thread(
+        cli, test_env.env(), "dlq", "replay", "--all", "--reason", "data_refused"
+    )
     assert replay.returncode == 0, replay.stderr
     assert "replayed" in replay.stderr
 
@@ -340,8 +362,9 @@ async def test_sigterm_during_load(
     await second.consuming()
 
     async def accepted_applied() -> bool:
-        rows = await db.fetch("SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])",
-                              [f"{prefix}{i}" for i in ok])  # fmt: skip
+        rows = await db.fetch(
+            "SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])", [f"{prefix}{i}" for i in ok]
+        )
         return len(rows) == len(ok)
 
     await wait_for(accepted_applied, 60, interval=0.2, what="every accepted message applied")
@@ -361,13 +384,15 @@ async def _flaky_trigger(db: asyncpg.Pool, prefix: str, failures: int) -> None:
             RETURN NEW;
         END $$ LANGUAGE plpgsql;
         CREATE TRIGGER flaky_{prefix} BEFORE INSERT OR UPDATE ON orders
-            FOR EACH ROW EXECUTE FUNCTION flaky_{prefix}();""")  # fmt: skip
+            FOR EACH ROW EXECUTE FUNCTION flaky_{prefix}();""")
 
 
 async def _drop_flaky(db: asyncpg.Pool, prefix: str) -> None:
-    await db.execute(f"DROP TRIGGER IF EXISTS flaky_{prefix} ON orders; "
-                     f"DROP FUNCTION IF EXISTS flaky_{prefix}(); "
-                     f"DROP SEQUENCE IF EXISTS flaky_{prefix};")  # fmt: skip
+    await db.execute(
+        f"DROP TRIGGER IF EXISTS flaky_{prefix} ON orders; "
+        f"DROP FUNCTION IF EXISTS flaky_{prefix}(); "
+        f"DROP SEQUENCE IF EXISTS flaky_{prefix};"
+    )
 
 
 async def test_transient_errors_retry_in_process_then_via_delay_queue(
@@ -389,9 +414,11 @@ async def test_transient_errors_retry_in_process_then_via_delay_queue(
 
 
 async def test_transient_errors_that_never_stop_end_in_the_dlq(
-    procs: Procs, http: aiohttp.ClientSession, db: asyncpg.Pool,
+    procs: Procs,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Pool,
     amqp: aio_pika.abc.AbstractConnection,
-) -> None:  # fmt: skip
+) -> None:
     prefix = f"stuck{uuid.uuid4().hex[:6]}"
     await _flaky_trigger(db, prefix, failures=10**9)
     try:

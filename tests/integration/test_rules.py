@@ -47,8 +47,11 @@ async def test_hkid_spellings_are_one_patient_and_order_follows_patient(
 ) -> None:
     gw, _ = stack
     m, acc = ids()
-    await send(http, gw, {"msg_id": m + "-1", "accessionNo": acc, "hkid": "A123456(3)",
-                          "name": "CHAN TAI MAN"})  # fmt: skip
+    await send(
+        http,
+        gw,
+        {"msg_id": m + "-1", "accessionNo": acc, "hkid": "A123456(3)", "name": "CHAN TAI MAN"},
+    )
     await send(http, gw, {"msg_id": m + "-2", "hkid": "a 123456 3", "address": "1 Main St"})
     view = await order(http, gw, acc)
     assert (view["name"], view["address"]) == ("CHAN TAI MAN", "1 Main St")
@@ -58,8 +61,11 @@ async def test_hkid_spellings_are_one_patient_and_order_follows_patient(
     n = await db.fetchval("SELECT count(*) FROM patients WHERE hkid = 'A1234563'")
     assert n == 1
     # a later message moves the order to another patient
-    await send(http, gw, {"msg_id": m + "-3", "accessionNo": acc, "hkid": "E364912(5)",
-                          "name": "LEE SIU MING"})  # fmt: skip
+    await send(
+        http,
+        gw,
+        {"msg_id": m + "-3", "accessionNo": acc, "hkid": "E364912(5)", "name": "LEE SIU MING"},
+    )
     view = await order(http, gw, acc)
     assert (view["hkid"], view["name"], view["address"]) == ("E364912(5)", "LEE SIU MING", None)
 
@@ -83,12 +89,22 @@ async def test_partial_updates(stack: Stack, http: aiohttp.ClientSession) -> Non
     m, acc = ids()
     hkid = hkid_for(m[2:])
     line = {"studyDesc": "CHEST PA", "bodypart": "CHEST", "noOfImages": 2, "warningTime": 30}
-    first = {"msg_id": m + "-1", "accessionNo": acc, "hkid": hkid, "name": "A",
-             "address": "1 Main St", "location": "Room 1", "services": [line]}  # fmt: skip
+    first = {
+        "msg_id": m + "-1",
+        "accessionNo": acc,
+        "hkid": hkid,
+        "name": "A",
+        "address": "1 Main St",
+        "location": "Room 1",
+        "services": [line],
+    }
     await send(http, gw, first)
     # absent and null keep; present replaces; services absent keeps the lines
-    await send(http, gw, {"msg_id": m + "-2", "accessionNo": acc, "hkid": hkid, "name": None,
-                          "location": "Room 2"})  # fmt: skip
+    await send(
+        http,
+        gw,
+        {"msg_id": m + "-2", "accessionNo": acc, "hkid": hkid, "name": None, "location": "Room 2"},
+    )
     view = await order(http, gw, acc)
     assert (view["name"], view["address"], view["location"]) == ("A", "1 Main St", "Room 2")
     assert view["services"] == [line]
@@ -111,20 +127,39 @@ async def test_older_update_is_stale(
     gw, _ = stack
     m, acc = ids()
     hkid = hkid_for(m[2:])
-    await send(http, gw, {"msg_id": m + "-new", "accessionNo": acc, "hkid": hkid,
-                          "name": "NEW NAME", "location": "Room 9"})  # fmt: skip
+    await send(
+        http,
+        gw,
+        {
+            "msg_id": m + "-new",
+            "accessionNo": acc,
+            "hkid": hkid,
+            "name": "NEW NAME",
+            "location": "Room 9",
+        },
+    )
     then = now_utc() - timedelta(minutes=5)
     # wholly older: changes nothing anywhere
-    await publish_as_gateway(amqp, {"msg_id": m + "-old", "accessionNo": acc, "hkid": hkid,
-                                    "name": "OLD NAME", "location": "Room 1"}, then)  # fmt: skip
+    await publish_as_gateway(
+        amqp,
+        {
+            "msg_id": m + "-old",
+            "accessionNo": acc,
+            "hkid": hkid,
+            "name": "OLD NAME",
+            "location": "Room 1",
+        },
+        then,
+    )
     message = await wait_processed(http, gw, m + "-old")
     assert message["status"] == "stale"
     assert sorted(message["stale_for"]) == ["order", "patient"]
     view = await order(http, gw, acc)
     assert (view["name"], view["location"], view["msg_id"]) == ("NEW NAME", "Room 9", m + "-new")
     # older but carrying a field nobody newer set: that field is taken, as in received_at order
-    await publish_as_gateway(amqp, {"msg_id": m + "-old2", "hkid": hkid, "name": "OLDER",
-                                    "address": "5 Old Rd"}, then)  # fmt: skip
+    await publish_as_gateway(
+        amqp, {"msg_id": m + "-old2", "hkid": hkid, "name": "OLDER", "address": "5 Old Rd"}, then
+    )
     message = await wait_processed(http, gw, m + "-old2")
     assert (message["status"], message["stale_for"]) == ("applied", ["patient"])
     view = await order(http, gw, acc)
@@ -170,11 +205,21 @@ async def test_values_are_normalised_and_raw_kept(
 ) -> None:
     gw, _ = stack
     m, acc = ids()
-    message = await send(http, gw, {
-        "msg_id": m, "accessionNo": acc, "hkid": hkid_for(m[2:]), "gender": "女",
-        "dob": "29/02/1980", "studyDate": "2025-10-26", "studyTime": "1545",
-        "ref_clinic_fullname": "Central Clinic (snake)", "refClinicFullname": "Central (camel)",
-    })  # fmt: skip
+    message = await send(
+        http,
+        gw,
+        {
+            "msg_id": m,
+            "accessionNo": acc,
+            "hkid": hkid_for(m[2:]),
+            "gender": "女",
+            "dob": "29/02/1980",
+            "studyDate": "2025-10-26",
+            "studyTime": "1545",
+            "ref_clinic_fullname": "Central Clinic (snake)",
+            "refClinicFullname": "Central (camel)",
+        },
+    )
     view = await order(http, gw, acc)
     assert (view["gender"], view["dob"]) == ("女", "29/02/1980")
     assert view["normalized"]["gender"] == "F"
@@ -184,12 +229,23 @@ async def test_values_are_normalised_and_raw_kept(
     assert view["ref_clinic_fullname"] == "Central Clinic (snake)"
     assert view["refClinicFullname"] == "Central (camel)"
     m2 = m + "-2"
-    message = await send(http, gw, {"msg_id": m2, "accessionNo": acc, "hkid": hkid_for(m[2:]),
-                                    "gender": "alien", "dob": "last spring"})  # fmt: skip
+    message = await send(
+        http,
+        gw,
+        {
+            "msg_id": m2,
+            "accessionNo": acc,
+            "hkid": hkid_for(m[2:]),
+            "gender": "alien",
+            "dob": "last spring",
+        },
+    )
     joined = " ".join(message["warnings"])
     assert "gender" in joined
     assert "dob" in joined
     view = await order(http, gw, acc)
     assert (view["dob"], view["normalized"]["dob"], view["normalized"]["gender"]) == (
-        "last spring", None, "U",
-    )  # fmt: skip
+        "last spring",
+        None,
+        "U",
+    )

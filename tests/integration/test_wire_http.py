@@ -62,8 +62,9 @@ async def test_vector_over_http(
 ) -> None:
     body = (VECTORS / case["file"]).read_bytes()
     headers = {} if case["content_type"] is None else {"Content-Type": case["content_type"]}
-    async with http.post(gateway.url + UPDATE, data=body, headers=headers,
-                         skip_auto_headers=["Content-Type"]) as resp:  # fmt: skip
+    async with http.post(
+        gateway.url + UPDATE, data=body, headers=headers, skip_auto_headers=["Content-Type"]
+    ) as resp:
         status, text = resp.status, await resp.text()
     want = expected_status(case, body)
     assert status == want, text
@@ -111,7 +112,7 @@ HOSTILE: list[tuple[str, str, bytes, int]] = [
     ("bad_utf8", "application/json", b'{"msg_id":"\xff\xfe\xfd"}', 400),
     ("bad_utf8_xml", "application/xml", b"<QCareDto><name>\xc3\x28</name></QCareDto>", 400),
     ("too_big", "application/json", b'{"name":"' + b"x" * (4 * 1024 * 1024) + b'"}', 413),
-]  # fmt: skip
+]
 
 
 def rss_kib(pid: int) -> int:
@@ -134,8 +135,11 @@ async def test_hostile_body_is_refused_quickly(
     assert "lol" not in text  # nothing expanded
     assert "root:" not in text  # no file read
     ok_id = f"after-{name}-{uuid.uuid4()}"
-    async with http.post(gateway.url + UPDATE, data=order(ok_id, "ACC-" + ok_id),
-                         headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+    async with http.post(
+        gateway.url + UPDATE,
+        data=order(ok_id, "ACC-" + ok_id),
+        headers={"Content-Type": "application/json"},
+    ) as resp:
         assert resp.status == 200
 
 
@@ -144,8 +148,9 @@ async def test_hostile_bodies_keep_memory_flat(
 ) -> None:
     async def round_of_hostility() -> None:
         for _, ctype, body, _ in HOSTILE:
-            async with http.post(gateway.url + UPDATE, data=body,
-                                 headers={"Content-Type": ctype}) as resp:  # fmt: skip
+            async with http.post(
+                gateway.url + UPDATE, data=body, headers={"Content-Type": ctype}
+            ) as resp:
                 await resp.read()
 
     await round_of_hostility()  # warm up: allocator arenas, lazy imports
@@ -163,10 +168,15 @@ async def test_hostile_bodies_keep_memory_flat(
 )
 @given(ctype=content_types, body=bodies)
 async def test_gateway_never_answers_5xx(gateway: Gateway, ctype: str, body: bytes) -> None:
-    async with aiohttp.ClientSession() as session, session.post(
-        gateway.url + UPDATE, data=body, headers={"Content-Type": ctype},
-        skip_auto_headers=["Content-Type"],
-    ) as resp:  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway.url + UPDATE,
+            data=body,
+            headers={"Content-Type": ctype},
+            skip_auto_headers=["Content-Type"],
+        ) as resp,
+    ):
         text = await resp.text()
         assert resp.status in (200, 400, 415), text
         if resp.status == 400:

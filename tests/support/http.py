@@ -17,9 +17,11 @@ from tests.support.procs import Gateway, wait_for
 
 
 async def post(
-    http: aiohttp.ClientSession, gw: Gateway, body: bytes | dict[str, Any],
+    http: aiohttp.ClientSession,
+    gw: Gateway,
+    body: bytes | dict[str, Any],
     ctype: str = "application/json",
-) -> tuple[int, Any]:  # fmt: skip
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     async with http.post(gw.url + UPDATE, data=data, headers={"Content-Type": ctype}) as resp:
         return resp.status, await resp.json(content_type=None)
@@ -31,9 +33,12 @@ async def get(http: aiohttp.ClientSession, gw: Gateway, path: str) -> tuple[int,
 
 
 async def wait_processed(
-    http: aiohttp.ClientSession, gw: Gateway, msg_id: str, timeout: float = 30,
+    http: aiohttp.ClientSession,
+    gw: Gateway,
+    msg_id: str,
+    timeout: float = 30,
     statuses: tuple[str, ...] = ("applied", "stale"),
-) -> Any:  # fmt: skip
+) -> Any:
     async def done() -> Any:
         status, view = await get(http, gw, f"/messages/{msg_id}")
         return view if status == 200 and view["status"] in statuses else None
@@ -51,9 +56,13 @@ async def publish_as_gateway(
     try:
         exchange = await channel.get_exchange(EXCHANGE)
         await exchange.publish(
-            aio_pika.Message(env.body, message_id=env.msg_id, headers=env.headers(),
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                env.body,
+                message_id=env.msg_id,
+                headers=env.headers(),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             ROUTING_KEY,
-        )  # fmt: skip
+        )
     finally:
         await channel.close()

@@ -29,8 +29,9 @@ def sequential_state(history: list[dict[str, Any]]) -> tuple[dict[str, Any], dic
             patient.update({f: dto[f] for f in PATIENT_FIELDS if dto.get(f) is not None})
         accession = dto.get("accessionNo")
         if not _blank(accession):
-            order = orders.setdefault(accession, {**dict.fromkeys(ORDER_FIELDS),
-                                                  "services": None, "patient": None})  # fmt: skip
+            order = orders.setdefault(
+                accession, {**dict.fromkeys(ORDER_FIELDS), "services": None, "patient": None}
+            )
             order.update({f: dto[f] for f in ORDER_FIELDS if dto.get(f) is not None})
             if dto.get("services") is not None:
                 order["services"] = [s for s in dto["services"] if s is not None]

@@ -28,9 +28,11 @@ def free_port() -> int:
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[Any]], timeout: float, interval: float = 0.05,
+    predicate: Callable[[], Awaitable[Any]],
+    timeout: float,
+    interval: float = 0.05,
     what: str = "condition",
-) -> Any:  # fmt: skip
+) -> Any:
     """Poll until predicate() is truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -52,8 +54,10 @@ class Proc:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", module, *(args or [])],
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     @property
     def pid(self) -> int:

@@ -38,6 +38,10 @@ async def dead_letters(amqp: aio_pika.abc.AbstractConnection) -> dict[str, dict[
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "qcare_ingest.cli", *args],
-        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )

@@ -11,21 +11,45 @@ from hypothesis import strategies as st
 
 from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
 
-NAMES = [*DTO_FIELDS, *DTO_FIELDS.values(), "ADDRESS", "Services", "$id", "$ref", "$values",
-         "$type", "other"]  # fmt: skip
+NAMES = [
+    *DTO_FIELDS,
+    *DTO_FIELDS.values(),
+    "ADDRESS",
+    "Services",
+    "$id",
+    "$ref",
+    "$values",
+    "$type",
+    "other",
+]
 SERVICE_NAMES = [*SERVICE_FIELDS, *SERVICE_FIELDS.values(), "NOOFIMAGES", "$id", "$ref"]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),
-    st.text(max_size=20), st.sampled_from(["1", " 5 ", "1.0", "2025-10-26T15:51:31.8166249+08:00",
-                                           "/Date(1761465091816+0800)/", "2", "", "x"]),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "1",
+            " 5 ",
+            "1.0",
+            "2025-10-26T15:51:31.8166249+08:00",
+            "/Date(1761465091816+0800)/",
+            "2",
+            "",
+            "x",
+        ]
+    ),
+)
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 service_objects = st.dictionaries(st.sampled_from(SERVICE_NAMES), json_values, max_size=5)
 dto_objects = st.dictionaries(
     st.sampled_from(NAMES),
@@ -61,8 +85,9 @@ def _xml(fields: dict[str, Any]) -> bytes:
 xml_tag = st.sampled_from([n for n in NAMES if not n.startswith("$")])
 xml_service = st.dictionaries(
     st.sampled_from([n for n in SERVICE_NAMES if not n.startswith("$")]),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=10), max_size=4,
-)  # fmt: skip
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=10),
+    max_size=4,
+)
 
 
 def xml_bodies() -> st.SearchStrategy[bytes]:
@@ -81,20 +106,32 @@ def form_bodies() -> st.SearchStrategy[bytes]:
         st.builds("services[{}].{}".format, st.integers(0, 3), st.sampled_from(SERVICE_NAMES)),
         st.builds("services[{}][{}]".format, st.integers(0, 3), st.sampled_from(SERVICE_NAMES)),
         st.text(max_size=10),
-    )  # fmt: skip
+    )
     pair = st.tuples(key, st.text(max_size=12)).map(
         lambda kv: f"{quote_plus(kv[0])}={quote_plus(kv[1])}"
     )
-    return st.one_of(st.lists(pair, max_size=12).map(lambda ps: "&".join(ps).encode()),
-                     st.binary(max_size=200))  # fmt: skip
+    return st.one_of(
+        st.lists(pair, max_size=12).map(lambda ps: "&".join(ps).encode()), st.binary(max_size=200)
+    )
 
 
 CONTENT_TYPES = [
-    "application/json", "text/json", "text/html; charset=utf-8", "*/*", "text/*",
-    "application/json; charset=utf-16", "application/json; charset=big5", "application/xml",
-    "text/xml; charset=utf-8", "application/x-www-form-urlencoded", "text/plain",
-    "application/octet-stream", "", ";;;", "APPLICATION/JSON;CHARSET=UTF-8",
-]  # fmt: skip
+    "application/json",
+    "text/json",
+    "text/html; charset=utf-8",
+    "*/*",
+    "text/*",
+    "application/json; charset=utf-16",
+    "application/json; charset=big5",
+    "application/xml",
+    "text/xml; charset=utf-8",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "application/octet-stream",
+    "",
+    ";;;",
+    "APPLICATION/JSON;CHARSET=UTF-8",
+]
 # printable ASCII: what can travel in an HTTP header at all
 content_types = st.one_of(
     st.sampled_from(CONTENT_TYPES),

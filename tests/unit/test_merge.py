@@ -10,13 +10,15 @@ from hypothesis import strategies as st
 from qcare_ingest.plan import take
 
 FIELDS = ["name", "address", "gender"]
-update = st.fixed_dictionaries({f: st.one_of(st.none(), st.sampled_from(["a", "b", "c"]))
-                                for f in FIELDS})  # fmt: skip
+update = st.fixed_dictionaries(
+    {f: st.one_of(st.none(), st.sampled_from(["a", "b", "c"])) for f in FIELDS}
+)
 
 
 @given(st.lists(update, min_size=1, max_size=8), st.randoms())
-def test_any_arrival_order_ends_in_version_order_state(updates: list[dict[str, Any]],
-                                                       rnd: Any) -> None:  # fmt: skip
+def test_any_arrival_order_ends_in_version_order_state(
+    updates: list[dict[str, Any]], rnd: Any
+) -> None:
     versioned = [(f"{i:020d}|m{i}", u) for i, u in enumerate(updates)]
     expected: dict[str, Any] = {}
     for _, u in versioned:  # sequential, in version order
