@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
     allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
-    worker_concurrency: int = Field(default=32, ge=1, le=10000)
+    worker_concurrency: int = Field(default=256, ge=1, le=10000)
+    worker_batch: int = Field(default=64, ge=1, le=1000)
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = Field(default=0, ge=0, le=65535)
     publish_timeout: float = Field(default=5.0, gt=0)

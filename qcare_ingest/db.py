@@ -91,6 +91,12 @@ async def migrate(url: str) -> list[str]:
 
 async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
     """A pool that connects lazily (min_size=0), so start-up does not need the database."""
-    pool = await asyncpg.create_pool(url, min_size=0, max_size=size, command_timeout=30, **kwargs)
+    # Tables start empty and grow fast: a generic plan cached while they were empty
+    # (sequential scans) would be kept for the life of the connection. Custom plans
+    # follow the statistics autovacuum keeps up to date.
+    settings = {"plan_cache_mode": "force_custom_plan", **kwargs.pop("server_settings", {})}
+    pool = await asyncpg.create_pool(
+        url, min_size=0, max_size=size, command_timeout=30, server_settings=settings, **kwargs
+    )
     assert pool is not None
     return pool

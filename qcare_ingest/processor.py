@@ -25,9 +25,15 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from . import metrics
 from .deadletter import dead_letter_headers
 from .envelope import H_ATTEMPT, Envelope, now_utc
-from .errors import DecodeError, InfrastructureError, PermanentError, TransientError
+from .errors import (
+    ConflictError,
+    DecodeError,
+    InfrastructureError,
+    PermanentError,
+    TransientError,
+)
 from .retry import Backoff, RetryPolicy
-from .store import apply_update, record_failure
+from .store import Result, apply_batch, record_failure
 from .topology import DEAD_KEY, DELAYS_S, delay_queue
 
 log = logging.getLogger(__name__)
@@ -72,16 +78,24 @@ class Processor:
         self.counters = counters or Counters()
         self.worker = worker_id()
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
-        started = time.perf_counter()
+    def _decode(
+        self, message: AbstractIncomingMessage
+    ) -> tuple[dict[str, Any], Envelope | DecodeError]:
         headers: dict[str, Any] = dict(message.headers or {})
         try:
-            env = Envelope.decode(message.body, message.message_id, headers)
+            return headers, Envelope.decode(message.body, message.message_id, headers)
         except DecodeError as exc:
-            await self._dead_letter(message, headers, exc, attempts=1)
+            return headers, exc
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """One message on its own (also the fallback when its batch failed as a whole)."""
+        started = time.perf_counter()
+        headers, env = self._decode(message)
+        if isinstance(env, DecodeError):
+            await self._dead_letter(message, headers, env, attempts=1)
             return
         try:
-            outcome = await self._apply(env)
+            (result,) = await self._apply([env])
         except PermanentError as exc:
             await self._dead_letter(message, headers, exc, attempts=env.attempt + 1, env=env)
             return
@@ -91,12 +105,53 @@ class Processor:
         except InfrastructureError:
             await message.nack(requeue=True)  # shutting down while the database is away
             return
-        await message.ack()
-        setattr(self.counters, outcome.status, getattr(self.counters, outcome.status) + 1)
+        await self._settle(message, headers, env, result, started)
+
+    async def handle_batch(self, messages: list[AbstractIncomingMessage]) -> None:
+        """Many messages in one transaction; if it fails as a whole, one by one."""
+        if len(messages) == 1:
+            await self.handle(messages[0])
+            return
+        started = time.perf_counter()
+        decoded: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope]] = []
+        for message in messages:
+            headers, env = self._decode(message)
+            if isinstance(env, DecodeError):
+                await self._dead_letter(message, headers, env, attempts=1)
+            else:
+                decoded.append((message, headers, env))
+        if not decoded:
+            return
+        try:
+            results = await self._apply([env for _, _, env in decoded])
+        except (PermanentError, TransientError) as exc:
+            log.warning(
+                "batch failed, applying its messages one by one",
+                extra={"action": "batch_split", "size": len(decoded), "error": str(exc)},
+            )
+            for message, _, _ in decoded:
+                await self.handle(message)
+            return
+        except InfrastructureError:
+            for message, _, _ in decoded:
+                await message.nack(requeue=True)
+            return
+        for (message, headers, env), result in zip(decoded, results, strict=True):
+            await self._settle(message, headers, env, result, started)
+
+    async def _settle(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], env: Envelope,
+        result: Result, started: float,
+    ) -> None:  # fmt: skip
+        if isinstance(result, ConflictError):
+            await self._dead_letter(message, headers, result, attempts=env.attempt + 1, env=env)
+            return
+        await message.ack()  # after the commit
+        setattr(self.counters, result.status, getattr(self.counters, result.status) + 1)
         elapsed = time.perf_counter() - started
-        metrics.MESSAGES.labels(outcome.status).inc()
+        metrics.MESSAGES.labels(result.status).inc()
         metrics.PROCESSING.observe(elapsed)
-        if outcome.status != "duplicate":
+        if result.status != "duplicate":
             metrics.LAG.observe(max(0.0, (now_utc() - env.received_at).total_seconds()))
         log.info(
             "message processed",
@@ -105,18 +160,18 @@ class Processor:
                 "msg_id": env.msg_id,
                 "accession": env.dto.accessionNo,
                 "worker": self.worker,
-                "outcome": outcome.status,
-                "stale_for": outcome.stale_for or None,
-                "warnings": len(outcome.warnings),
+                "outcome": result.status,
+                "stale_for": result.stale_for or None,
+                "warnings": len(result.warnings),
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
 
-    async def _apply(self, env: Envelope) -> Any:
+    async def _apply(self, envs: list[Envelope]) -> list[Result]:
         failures = 0
         while True:
             try:
-                return await self.policy.call(lambda: self._once(env))
+                return await self.policy.call(lambda: self._once(envs))
             except InfrastructureError as exc:
                 if self.stopping():
                     raise
@@ -127,16 +182,16 @@ class Processor:
                     "database unavailable, waiting",
                     extra={
                         "action": "db_wait",
-                        "msg_id": env.msg_id,
+                        "messages": len(envs),
                         "error": str(exc),
                         "retry_in_s": round(delay, 2),
                     },
                 )
                 await asyncio.sleep(delay)
 
-    async def _once(self, env: Envelope) -> Any:
+    async def _once(self, envs: list[Envelope]) -> list[Result]:
         async with self.pool.acquire() as conn:
-            return await apply_update(conn, env)
+            return await apply_batch(conn, envs)
 
     async def _publish(
         self,

@@ -9,10 +9,8 @@ import asyncio
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import aio_pika
 import aiohttp
@@ -20,8 +18,8 @@ import asyncpg
 import pytest
 
 from qcare_ingest.config import Settings
-from qcare_ingest.db import migrate
 from qcare_ingest.store import init_connection
+from tests.support import isolation
 from tests.support.procs import Gateway, Proc, Worker
 
 AMQP_BASE = os.environ.get("QCARE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -33,10 +31,6 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"test services unavailable in CI: {reason}")
     pytest.skip(f"test services unavailable: {reason}")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 @dataclass(frozen=True)
@@ -61,30 +55,14 @@ class RunEnv:
 
 @pytest.fixture(scope="session")
 async def test_env() -> AsyncIterator[RunEnv]:
-    run = uuid.uuid4().hex[:10]
-    vhost = f"qcare_test_{run}"
     if shutil.which("rabbitmqctl") is None:
         _unavailable("rabbitmqctl not found (needed to create a vhost per run)")
     try:
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    except (subprocess.SubprocessError, OSError) as exc:
-        _unavailable(f"cannot create a RabbitMQ vhost: {exc}")
-    amqp_url = AMQP_BASE.rstrip("/") + "/" + quote(vhost, safe="")
-    database_url = PG_BASE.rstrip("/") + f"/qcare_test_{run}"
-    try:
-        await migrate(database_url)
-    except (OSError, asyncpg.PostgresError) as exc:
-        _rabbitmqctl("delete_vhost", vhost)
-        _unavailable(f"PostgreSQL: {exc}")
-    env = RunEnv(vhost, amqp_url, database_url)
-    yield env
-    admin = await asyncpg.connect(PG_BASE.rstrip("/") + "/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "qcare_test_{run}" WITH (FORCE)')
-    finally:
-        await admin.close()
-    _rabbitmqctl("delete_vhost", vhost)
+        iso = await isolation.create("qcare_test", AMQP_BASE, PG_BASE)
+    except (subprocess.SubprocessError, OSError, asyncpg.PostgresError) as exc:
+        _unavailable(f"cannot create a vhost and database: {exc}")
+    yield RunEnv(iso.name, iso.amqp_url, iso.database_url)
+    await isolation.destroy(iso)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,9 @@ class Worker:
         self._backoff = Backoff(initial=0.5, maximum=10.0)
         self._consuming = False
         self.http_port = 0
+        batch = min(settings.worker_batch, settings.worker_concurrency)
+        # transactions in flight: enough to hold `concurrency` messages in full batches
+        self.transactions = max(1, min(8, -(-settings.worker_concurrency // batch)))
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -49,7 +52,9 @@ class Worker:
 
     async def run(self) -> None:
         concurrency = self.settings.worker_concurrency
-        pool = await create_pool(self.settings.database_url, size=concurrency, init=init_connection)
+        pool = await create_pool(
+            self.settings.database_url, size=self.transactions + 1, init=init_connection
+        )
 
         async def ready() -> dict[str, Any]:
             database = True
@@ -110,32 +115,54 @@ class Worker:
                 delays=self.settings.retry_delays,
             )
 
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                task = asyncio.current_task()
-                assert task is not None
-                self._inflight.add(task)
-                try:
-                    await processor.handle(message)
-                finally:
-                    self._inflight.discard(task)
+            # Deliveries go to a local queue; each batcher takes what has arrived (up to
+            # the batch size) and applies it in one transaction, so batches grow with load
+            # and a lone message is not kept waiting for company.
+            arrived: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+            batch_max = min(self.settings.worker_batch, concurrency)
 
-            tag = await topology.queue.consume(on_message)
-            self._consuming = True
-            log.info(
-                "consuming",
-                extra={"action": "consuming", "worker": self.id, "prefetch": concurrency},
-            )
-            stop_wait = asyncio.ensure_future(self._stop.wait())
-            lost_wait = asyncio.ensure_future(lost.wait())
-            await asyncio.wait({stop_wait, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
-            stop_wait.cancel()
-            lost_wait.cancel()
-            self._consuming = False
-            if lost.is_set() and not self.stopping:
-                raise ConnectionError("broker connection lost")
-            with contextlib.suppress(Exception):
-                await topology.queue.cancel(tag)
-            await self._drain()
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                arrived.put_nowait(message)
+
+            async def batcher() -> None:
+                while (first := await arrived.get()) is not None:
+                    batch = [first]
+                    while len(batch) < batch_max and not arrived.empty():
+                        nxt = arrived.get_nowait()
+                        if nxt is None:
+                            arrived.put_nowait(None)  # leave the stop mark for later
+                            break
+                        batch.append(nxt)
+                    await processor.handle_batch(batch)
+
+            batchers = [asyncio.create_task(batcher()) for _ in range(self.transactions)]
+            self._inflight.update(batchers)
+            try:
+                tag = await topology.queue.consume(on_message)
+                self._consuming = True
+                log.info(
+                    "consuming",
+                    extra={"action": "consuming", "worker": self.id, "prefetch": concurrency,
+                           "batch": batch_max, "transactions": self.transactions},
+                )  # fmt: skip
+                stop_wait = asyncio.ensure_future(self._stop.wait())
+                lost_wait = asyncio.ensure_future(lost.wait())
+                await asyncio.wait({stop_wait, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                lost_wait.cancel()
+                self._consuming = False
+                if lost.is_set() and not self.stopping:
+                    raise ConnectionError("broker connection lost")
+                with contextlib.suppress(Exception):
+                    await topology.queue.cancel(tag)
+                for _ in batchers:
+                    arrived.put_nowait(None)  # finish what has arrived, then stop
+                await self._drain()
+            finally:
+                for task in batchers:
+                    task.cancel()
+                await asyncio.gather(*batchers, return_exceptions=True)
+                self._inflight.difference_update(batchers)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)

@@ -1,5 +1,5 @@
-"""Issue 4: any delivery order, duplicates and redeliveries, three concurrent appliers ->
-the state of applying the history one by one in received_at order."""
+"""Issue 4: any delivery order, duplicates and redeliveries, three concurrent appliers taking
+random batches -> the state of applying the history one by one in received_at order."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from qcare_ingest.dto import QCareDto
 from qcare_ingest.envelope import Envelope
 from qcare_ingest.retry import RetryPolicy
-from qcare_ingest.store import apply_update
+from qcare_ingest.store import apply_batch
 from tests.support.oracle import ORDER_FIELDS, PATIENT_FIELDS, sequential_state
 
 HKIDS = [
@@ -163,9 +163,9 @@ async def test_any_delivery_order_ends_in_received_at_order_state(
 
     async def applier() -> None:
         async with db.acquire() as conn:
-            while not queue.empty():
-                env = queue.get_nowait()
-                await policy.call(lambda env=env: apply_update(conn, env))  # type: ignore[misc]
+            while not queue.empty():  # batches of 1 to 6 deliveries, as a worker takes them
+                batch = [queue.get_nowait() for _ in range(min(rnd.randint(1, 6), queue.qsize()))]
+                await policy.call(lambda b=batch: apply_batch(conn, b))  # type: ignore[misc]
 
     await asyncio.gather(applier(), applier(), applier())
 
