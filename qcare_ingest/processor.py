@@ -105,10 +105,14 @@ class Processor:
         except InfrastructureError:
             await message.nack(requeue=True)  # shutting down while the database is away
             return
-        await self._settle(message, headers, env, result, started)
+        await self._settle([(message, headers, env, result)], started)
 
     async def handle_batch(self, messages: list[AbstractIncomingMessage]) -> None:
-        """Many messages in one transaction; if it fails as a whole, one by one."""
+        """Many messages in one transaction; if it fails as a whole, one by one.
+
+        `messages` must be consecutive deliveries of one channel with every earlier
+        delivery already settled: the batch is then acked with one `multiple` ack.
+        """
         if len(messages) == 1:
             await self.handle(messages[0])
             return
@@ -136,33 +140,50 @@ class Processor:
             for message, _, _ in decoded:
                 await message.nack(requeue=True)
             return
-        for (message, headers, env), result in zip(decoded, results, strict=True):
-            await self._settle(message, headers, env, result, started)
+        settled = [(m, h, e, r) for (m, h, e), r in zip(decoded, results, strict=True)]
+        await self._settle(settled, started)
 
     async def _settle(
-        self, message: AbstractIncomingMessage, headers: dict[str, Any], env: Envelope,
-        result: Result, started: float,
-    ) -> None:  # fmt: skip
-        if isinstance(result, ConflictError):
-            await self._dead_letter(message, headers, result, attempts=env.attempt + 1, env=env)
+        self,
+        settled: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope, Result]],
+        started: float,
+    ) -> None:
+        """After the commit: dead-letter conflicts, ack the rest with one multiple ack."""
+        done = []
+        for message, headers, env, result in settled:
+            if isinstance(result, ConflictError):
+                await self._dead_letter(message, headers, result, attempts=env.attempt + 1, env=env)
+            else:
+                done.append((message, env, result))
+        if not done:
             return
-        await message.ack()  # after the commit
-        setattr(self.counters, result.status, getattr(self.counters, result.status) + 1)
+        last = max(done, key=lambda d: d[0].delivery_tag or 0)[0]
+        await last.ack(multiple=len(done) > 1)
         elapsed = time.perf_counter() - started
-        metrics.MESSAGES.labels(result.status).inc()
-        metrics.PROCESSING.observe(elapsed)
-        if result.status != "duplicate":
-            metrics.LAG.observe(max(0.0, (now_utc() - env.received_at).total_seconds()))
+        now = now_utc()
+        counts: dict[str, int] = {}
+        for _, env, result in done:
+            counts[result.status] = counts.get(result.status, 0) + 1
+            metrics.PROCESSING.observe(elapsed)
+            if result.status != "duplicate":
+                metrics.LAG.observe(max(0.0, (now - env.received_at).total_seconds()))
+            if result.stale_for or result.warnings:
+                log.debug(
+                    "message details",
+                    extra={"action": "details", "msg_id": env.msg_id,
+                           "stale_for": result.stale_for, "warnings": len(result.warnings)},
+                )  # fmt: skip
+        for status, n in counts.items():
+            setattr(self.counters, status, getattr(self.counters, status) + n)
+            metrics.MESSAGES.labels(status).inc(n)
         log.info(
-            "message processed",
+            "batch processed",
             extra={
                 "action": "processed",
-                "msg_id": env.msg_id,
-                "accession": env.dto.accessionNo,
                 "worker": self.worker,
-                "outcome": result.status,
-                "stale_for": result.stale_for or None,
-                "warnings": len(result.warnings),
+                "messages": len(done),
+                "outcomes": counts,
+                "results": [[env.msg_id, result.status] for _, env, result in done],
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )

@@ -220,7 +220,7 @@ async def _merge_and_write(conn: Conn, batch: list[tuple[Envelope, Plan]]) -> li
     await _write_orders(conn, orders)
     await _write_services(conn, services)
     await conn.execute(
-        """UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = now()
+        """UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = clock_timestamp()
              FROM unnest($1::text[], $2::text[], $3::text[]) AS u(m, s, f)
             WHERE i.msg_id = u.m""",
         [env.msg_id for env, _ in batch],

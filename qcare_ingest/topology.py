@@ -79,6 +79,15 @@ async def _declare_once(
     return Topology(channel, exchange, dlx, queue)
 
 
+async def attach(connection: aio_pika.abc.AbstractConnection) -> Topology:
+    """The declared topology on a new confirm channel of `connection` (nothing declared)."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    exchange = await channel.get_exchange(EXCHANGE)
+    dlx = await channel.get_exchange(DLX)
+    queue = await channel.get_queue(QUEUE)
+    return Topology(channel, exchange, dlx, queue)
+
+
 async def declare(
     connection: aio_pika.abc.AbstractConnection,
     delivery_limit: int,

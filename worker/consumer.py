@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
@@ -22,9 +23,22 @@ from qcare_ingest.probes import serve_probes
 from qcare_ingest.processor import Counters, Processor, worker_id
 from qcare_ingest.retry import Backoff
 from qcare_ingest.store import init_connection
-from qcare_ingest.topology import declare
+from qcare_ingest.topology import Topology, attach, declare
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Lane:
+    topology: Topology
+    tag: str
+    arrived: asyncio.Queue[AbstractIncomingMessage | None]
+    batcher: asyncio.Task[None]
+
+    async def stop_consuming(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.topology.queue.cancel(self.tag)
+        self.arrived.put_nowait(None)  # finish what has arrived, then stop
 
 
 class Worker:
@@ -37,9 +51,9 @@ class Worker:
         self._backoff = Backoff(initial=0.5, maximum=10.0)
         self._consuming = False
         self.http_port = 0
-        batch = min(settings.worker_batch, settings.worker_concurrency)
-        # transactions in flight: enough to hold `concurrency` messages in full batches
-        self.transactions = max(1, min(8, -(-settings.worker_concurrency // batch)))
+        self.batch = min(settings.worker_batch, settings.worker_concurrency)
+        # lanes (channel + batcher + transaction): enough to hold `concurrency` in full batches
+        self.transactions = max(1, min(8, -(-settings.worker_concurrency // self.batch)))
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -103,47 +117,16 @@ class Worker:
             lost = asyncio.Event()
             conn.close_callbacks.add(lambda *_: lost.set())
             topology = await declare(conn, self.settings.delivery_limit, self.settings.retry_delays)
-            channel = topology.channel
-            channel.close_callbacks.add(lambda *_: lost.set())
-            await channel.set_qos(prefetch_count=concurrency)
-            processor = Processor(
-                pool,
-                topology.dlx,
-                channel.default_exchange,
-                stopping=lambda: self.stopping,
-                counters=self.counters,
-                delays=self.settings.retry_delays,
-            )
-
-            # Deliveries go to a local queue; each batcher takes what has arrived (up to
-            # the batch size) and applies it in one transaction, so batches grow with load
-            # and a lone message is not kept waiting for company.
-            arrived: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
-            batch_max = min(self.settings.worker_batch, concurrency)
-
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                arrived.put_nowait(message)
-
-            async def batcher() -> None:
-                while (first := await arrived.get()) is not None:
-                    batch = [first]
-                    while len(batch) < batch_max and not arrived.empty():
-                        nxt = arrived.get_nowait()
-                        if nxt is None:
-                            arrived.put_nowait(None)  # leave the stop mark for later
-                            break
-                        batch.append(nxt)
-                    await processor.handle_batch(batch)
-
-            batchers = [asyncio.create_task(batcher()) for _ in range(self.transactions)]
-            self._inflight.update(batchers)
+            lanes = [
+                await self._lane(pool, topology if i == 0 else await attach(conn), lost)
+                for i in range(self.transactions)
+            ]
             try:
-                tag = await topology.queue.consume(on_message)
                 self._consuming = True
                 log.info(
                     "consuming",
                     extra={"action": "consuming", "worker": self.id, "prefetch": concurrency,
-                           "batch": batch_max, "transactions": self.transactions},
+                           "batch": self.batch, "lanes": len(lanes)},
                 )  # fmt: skip
                 stop_wait = asyncio.ensure_future(self._stop.wait())
                 lost_wait = asyncio.ensure_future(lost.wait())
@@ -153,19 +136,57 @@ class Worker:
                 self._consuming = False
                 if lost.is_set() and not self.stopping:
                     raise ConnectionError("broker connection lost")
-                with contextlib.suppress(Exception):
-                    await topology.queue.cancel(tag)
-                for _ in batchers:
-                    arrived.put_nowait(None)  # finish what has arrived, then stop
+                for lane in lanes:
+                    await lane.stop_consuming()
                 await self._drain()
             finally:
-                for task in batchers:
-                    task.cancel()
-                await asyncio.gather(*batchers, return_exceptions=True)
-                self._inflight.difference_update(batchers)
+                for lane in lanes:
+                    lane.batcher.cancel()
+                await asyncio.gather(*(lane.batcher for lane in lanes), return_exceptions=True)
+                self._inflight.difference_update(lane.batcher for lane in lanes)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
+
+    async def _lane(self, pool: Any, topology: Topology, lost: asyncio.Event) -> Lane:
+        """One channel, its own prefetch, one batcher: its batches are consecutive
+        deliveries of that channel, so each batch is acked with one `multiple` ack."""
+        channel = topology.channel
+        channel.close_callbacks.add(lambda *_: lost.set())
+        await channel.set_qos(
+            prefetch_count=max(1, self.settings.worker_concurrency // self.transactions)
+        )
+        processor = Processor(
+            pool,
+            topology.dlx,
+            channel.default_exchange,
+            stopping=lambda: self.stopping,
+            counters=self.counters,
+            delays=self.settings.retry_delays,
+        )
+        # Deliveries wait in a local queue; the batcher takes what has arrived (up to the
+        # batch size) and applies it in one transaction, so batches grow with load and a
+        # lone message is not kept waiting for company.
+        arrived: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            arrived.put_nowait(message)
+
+        async def batcher() -> None:
+            while (first := await arrived.get()) is not None:
+                batch = [first]
+                while len(batch) < self.batch and not arrived.empty():
+                    nxt = arrived.get_nowait()
+                    if nxt is None:
+                        arrived.put_nowait(None)  # leave the stop mark for later
+                        break
+                    batch.append(nxt)
+                await processor.handle_batch(batch)
+
+        task = asyncio.create_task(batcher())
+        self._inflight.add(task)
+        tag = await topology.queue.consume(on_message)
+        return Lane(topology, tag, arrived, task)
 
     async def _drain(self) -> None:
         if not self._inflight:

@@ -124,6 +124,10 @@ class Worker(Proc):
         await wait_for(up, timeout, what="worker consuming")
 
     def outcomes(self) -> list[tuple[str, str]]:
+        """(msg_id, outcome) of every message this worker committed, from its batch logs."""
         return [
-            (e["msg_id"], e["outcome"]) for e in self.events() if e.get("action") == "processed"
+            (msg_id, outcome)
+            for e in self.events()
+            if e.get("action") == "processed"
+            for msg_id, outcome in e["results"]
         ]

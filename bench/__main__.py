@@ -1,0 +1,485 @@
+"""`python -m bench` (or scripts/bench): the whole benchmark, on the local RabbitMQ and
+PostgreSQL, in its own vhost and database. Prints a table, writes bench/results/*.json and
+a PNG chart. `--smoke` runs every phase tiny (seconds), as the test suite does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import asyncpg
+
+from bench import ceilings
+from bench.load import count_applied, new_run, prefill
+from qcare_ingest.topology import QUEUE
+from tests.support import isolation
+from tests.support.procs import ROOT, Gateway, Proc, Worker, free_port, wait_for
+
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    publish: int = 20000
+    naive: int = 4000
+    http_s: float = 10.0
+    http_concurrency: int = 64
+    drain: int = 50000
+    workers: tuple[int, ...] = (1, 2, 4)
+    e2e_s: float = 20.0
+    soak_s: float = 300.0
+
+
+SMOKE = Sizes(
+    publish=300,
+    naive=100,
+    http_s=1.0,
+    http_concurrency=8,
+    drain=300,
+    workers=(1,),
+    e2e_s=1.0,
+    soak_s=1.0,
+)
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def purge(amqp_url: str) -> None:
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        channel = await conn.channel()
+        await (await channel.declare_queue(QUEUE, passive=True)).purge()
+    finally:
+        await conn.close()
+
+
+async def http_load(url: str, *args: str) -> dict[str, Any]:
+    """The load generator runs in its own process, as a client would."""
+    command = [sys.executable, "-m", "bench.http_load", url, *args]
+    out = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+async def wait_http(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def up() -> bool:
+            try:
+                async with session.get(url + "/healthz") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(up, 30, what=url)
+
+
+async def phase_ceilings(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) -> None:
+    log("ceilings: publish, consume, naive database loop")
+    one = await ceilings.publish_rate(iso.amqp_url, max(50, s.publish // 10), in_flight=1)
+    pipelined = await ceilings.publish_rate(iso.amqp_url, s.publish, in_flight=64)
+    consumed = await ceilings.consume_rate(iso.amqp_url, s.publish + max(50, s.publish // 10), 256)
+    naive1 = await ceilings.naive_db_rate(iso.database_url, s.naive, 1, new_run())
+    naive4 = await ceilings.naive_db_rate(iso.database_url, s.naive, 4, new_run())
+    out["ceilings"] = {
+        "publish_awaited_one_at_a_time_per_s": round(one),
+        "publish_pipelined_64_per_s": round(pipelined),
+        "consume_ack_prefetch_256_per_s": round(consumed),
+        "naive_db_1_connection_per_s": round(naive1),
+        "naive_db_4_connections_per_s": round(naive4),
+    }
+
+
+async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) -> None:
+    log("gateway: bare handler saturation, ours, latency at 25/50/75 %")
+    closed = [
+        "--mode",
+        "closed",
+        "--concurrency",
+        str(s.http_concurrency),
+        "--duration",
+        str(s.http_s),
+    ]
+    port = free_port()
+    bare = Proc("bench.bare_gateway", iso.env(), ["--port", str(port), "--amqp", iso.amqp_url])
+    try:
+        await wait_http(f"http://127.0.0.1:{port}")
+        bare_result = await http_load(
+            f"http://127.0.0.1:{port}/api/v1/qcare/updateXRayOrder", *closed
+        )
+    finally:
+        bare.terminate()
+        bare.close()
+    await purge(iso.amqp_url)
+    gw = Gateway(iso.env())
+    try:
+        await wait_http(gw.url)
+        url = gw.url + "/api/v1/qcare/updateXRayOrder"
+        sat = await http_load(url, *closed, "--prefix", new_run())
+        points = []
+        for share in (0.25, 0.5, 0.75):
+            await purge(iso.amqp_url)
+            rate = max(1.0, sat["rps"] * share)
+            r = await http_load(
+                url,
+                "--mode",
+                "open",
+                "--rate",
+                f"{rate:.1f}",
+                "--duration",
+                str(s.http_s),
+                "--concurrency",
+                "512",
+                "--prefix",
+                new_run(),
+            )
+            points.append({"share": share, **r})
+        out["gateway"] = {
+            "bare_saturation_rps": bare_result["rps"],
+            "saturation_rps": sat["rps"],
+            "saturation_p50_ms": sat["p50_ms"],
+            "saturation_p99_ms": sat["p99_ms"],
+            "ratio_to_bare": round(sat["rps"] / bare_result["rps"], 3),
+            "open_loop": points,
+            "peak_rss_mb": round(rss_mb(gw.pid, "VmHWM"), 1),
+        }
+    finally:
+        gw.terminate()
+        gw.close()
+    await purge(iso.amqp_url)
+
+
+async def phase_drain(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) -> None:
+    results = []
+    db = await asyncpg.connect(iso.database_url)
+    try:
+        for n_workers in s.workers:
+            run = new_run()
+            log(f"drain: {s.drain} queued messages, {n_workers} worker(s)")
+            await prefill(iso.amqp_url, s.drain, run)
+            await db.execute("ANALYZE")
+            workers = [Worker(iso.env()) for _ in range(n_workers)]
+            try:
+                await asyncio.gather(*(w.consuming() for w in workers))
+                t0, c0 = time.perf_counter(), await count_applied(db, run)
+
+                async def drained(run: str = run) -> bool:
+                    return await count_applied(db, run) >= s.drain
+
+                await wait_for(drained, 900, interval=0.05, what="drain")
+                elapsed = time.perf_counter() - t0
+                rate = (s.drain - c0) / elapsed if elapsed > 0 else float("nan")
+                results.append(
+                    {
+                        "workers": n_workers,
+                        "messages": s.drain,
+                        "per_s": round(rate),
+                        "peak_rss_mb": round(max(rss_mb(w.pid, "VmHWM") for w in workers), 1),
+                    }
+                )
+            finally:
+                for w in workers:
+                    w.terminate()
+                    w.close()
+    finally:
+        await db.close()
+    naive = out["ceilings"]["naive_db_1_connection_per_s"]
+    for r in results:
+        r["ratio_to_naive_1_connection"] = round(r["per_s"] / naive, 2)
+    out["drain"] = results
+
+
+async def lag_stats(db: asyncpg.Connection, run: str) -> dict[str, Any]:
+    row = await db.fetchrow(
+        """SELECT count(*) AS n,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) * 1000 AS p50,
+                  percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) * 1000 AS p99
+             FROM (SELECT extract(epoch FROM processed_at - received_at) AS lag
+                     FROM inbox WHERE msg_id LIKE $1 || '-%') t""",
+        run,
+    )
+    return {
+        "applied": row["n"],
+        "lag_p50_ms": round(row["p50"] or 0, 1),
+        "lag_p99_ms": round(row["p99"] or 0, 1),
+    }
+
+
+async def phase_end_to_end(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) -> None:
+    sat = out["gateway"]["saturation_rps"]
+    gw = Gateway(iso.env())
+    workers = [Worker(iso.env()) for _ in range(2)]
+    db = await asyncpg.connect(iso.database_url)
+    try:
+        await wait_http(gw.url)
+        await asyncio.gather(*(w.consuming() for w in workers))
+        url = gw.url + "/api/v1/qcare/updateXRayOrder"
+        run = new_run()
+        rate = sat * 0.5
+        log(f"end to end: {rate:.0f} req/s (50 % of saturation) for {s.e2e_s} s, 2 workers")
+        load = await http_load(
+            url,
+            "--mode",
+            "open",
+            "--rate",
+            f"{rate:.1f}",
+            "--duration",
+            str(s.e2e_s),
+            "--concurrency",
+            "512",
+            "--prefix",
+            run,
+        )
+
+        async def all_in(run: str = run) -> bool:
+            return await count_applied(db, run) >= load["ok"]
+
+        await wait_for(all_in, 300, interval=0.1, what="end-to-end applied")
+        e2e = {
+            "offered_rps": round(rate),
+            "accepted_rps": load["rps"],
+            "http_p99_ms": load["p99_ms"],
+            **await lag_stats(db, run),
+        }
+        e2e["sustained_per_s"] = round(e2e["applied"] / load["duration_s"])
+        out["end_to_end"] = e2e
+        log(f"soak: {s.soak_s} s at 25 % of saturation, RSS sampled")
+        soak_run = new_run()
+        soak_rate = sat * 0.25
+        soak = asyncio.ensure_future(
+            http_load(
+                url,
+                "--mode",
+                "open",
+                "--rate",
+                f"{soak_rate:.1f}",
+                "--duration",
+                str(s.soak_s),
+                "--concurrency",
+                "512",
+                "--prefix",
+                soak_run,
+            )
+        )
+        await asyncio.sleep(min(10.0, s.soak_s / 10))  # warm-up before the first sample
+        start_rss = {"gateway": rss_mb(gw.pid), "worker": max(rss_mb(w.pid) for w in workers)}
+        soak_result = await soak
+        end_rss = {"gateway": rss_mb(gw.pid), "worker": max(rss_mb(w.pid) for w in workers)}
+        out["soak"] = {
+            "seconds": s.soak_s,
+            "offered_rps": round(soak_rate),
+            "accepted": soak_result["ok"],
+            "rss_start_mb": {k: round(v, 1) for k, v in start_rss.items()},
+            "rss_end_mb": {k: round(v, 1) for k, v in end_rss.items()},
+            "peak_rss_mb": {
+                "gateway": round(rss_mb(gw.pid, "VmHWM"), 1),
+                "worker": round(max(rss_mb(w.pid, "VmHWM") for w in workers), 1),
+            },
+        }
+    finally:
+        await db.close()
+        for proc in (gw, *workers):
+            proc.terminate()
+            proc.close()
+
+
+def verdicts(out: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    g, e, soak = out["gateway"], out["end_to_end"], out["soak"]
+    half = next(p for p in g["open_loop"] if p["share"] == 0.5)
+    one = next(d for d in out["drain"] if d["workers"] == 1)
+    peak = soak["peak_rss_mb"]
+    growth = {k: soak["rss_end_mb"][k] - soak["rss_start_mb"][k] for k in ("gateway", "worker")}
+    return [
+        (
+            "gateway saturation >= 0.7 x bare handler",
+            f"{g['ratio_to_bare']:.2f} x",
+            g["ratio_to_bare"] >= 0.7,
+        ),
+        (
+            "1 worker >= 2 x naive per-message loop",
+            f"{one['ratio_to_naive_1_connection']:.2f} x",
+            one["ratio_to_naive_1_connection"] >= 2,
+        ),
+        ("gateway p99 <= 50 ms at 50 %", f"{half['p99_ms']} ms", half["p99_ms"] <= 50),
+        ("end-to-end lag p99 <= 250 ms at 50 %", f"{e['lag_p99_ms']} ms", e["lag_p99_ms"] <= 250),
+        (
+            "RSS < 150 MB each",
+            f"gateway {peak['gateway']} MB, worker {peak['worker']} MB",
+            max(peak.values()) < 150,
+        ),
+        (
+            "RSS flat over the soak (< 10 MB growth)",
+            f"gateway {growth['gateway']:+.1f} MB, worker {growth['worker']:+.1f} MB",
+            max(growth.values()) < 10,
+        ),
+    ]
+
+
+def table(out: dict[str, Any]) -> str:
+    c, g, e = out["ceilings"], out["gateway"], out["end_to_end"]
+    lines = ["| measure | value | ceiling | ratio |", "|---|---|---|---|"]
+    lines.append(
+        f"| confirmed publish, 1 in flight | {c['publish_awaited_one_at_a_time_per_s']}/s | | |"
+    )
+    lines.append(f"| confirmed publish, 64 in flight | {c['publish_pipelined_64_per_s']}/s | | |")
+    lines.append(f"| consume + ack, prefetch 256 | {c['consume_ack_prefetch_256_per_s']}/s | | |")
+    lines.append(
+        f"| naive DB loop, 1 / 4 connections | {c['naive_db_1_connection_per_s']}/s / "
+        f"{c['naive_db_4_connections_per_s']}/s | | |"
+    )
+    lines.append(
+        f"| gateway saturation (help-page body) | {g['saturation_rps']} req/s | "
+        f"{g['bare_saturation_rps']} req/s bare | {g['ratio_to_bare']} |"
+    )
+    for p in g["open_loop"]:
+        lines.append(
+            f"| gateway at {int(p['share'] * 100)} % ({p['offered_rps']:.0f} req/s) | "
+            f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms | | |"
+        )
+    for d in out["drain"]:
+        lines.append(
+            f"| drain {d['messages']} queued, {d['workers']} worker(s) | {d['per_s']}/s | "
+            f"{c['naive_db_1_connection_per_s']}/s naive | "
+            f"{d['ratio_to_naive_1_connection']} |"
+        )
+    lines.append(
+        f"| end to end at 50 % ({e['offered_rps']} req/s) | {e['sustained_per_s']}/s, "
+        f"lag p50 {e['lag_p50_ms']} ms, p99 {e['lag_p99_ms']} ms | | |"
+    )
+    soak = out["soak"]
+    lines.append(
+        f"| peak RSS gateway / worker | {soak['peak_rss_mb']['gateway']} / "
+        f"{soak['peak_rss_mb']['worker']} MB | 150 MB | |"
+    )
+    lines.append(
+        f"| RSS over {soak['seconds']:.0f} s soak, gateway | "
+        f"{soak['rss_start_mb']['gateway']} -> {soak['rss_end_mb']['gateway']} MB | | |"
+    )
+    lines.append(
+        f"| RSS over {soak['seconds']:.0f} s soak, worker | "
+        f"{soak['rss_start_mb']['worker']} -> {soak['rss_end_mb']['worker']} MB | | |"
+    )
+    lines.append("")
+    lines += [f"- {'PASS' if ok else 'FAIL'} {name}: {value}" for name, value, ok in verdicts(out)]
+    return "\n".join(lines)
+
+
+def chart(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = out["gateway"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    offered = [p["offered_rps"] for p in g["open_loop"]]
+    left.plot(offered, [p["p50_ms"] for p in g["open_loop"]], "o-", label="p50")
+    left.plot(offered, [p["p99_ms"] for p in g["open_loop"]], "o-", label="p99")
+    left.axhline(50, color="grey", ls="--", lw=0.8, label="p99 target")
+    left.set(
+        xlabel="offered load (req/s)",
+        ylabel="gateway latency (ms)",
+        title=f"Gateway: saturation {g['saturation_rps']:.0f} req/s",
+    )
+    left.plot(offered, [p["rps"] for p in g["open_loop"]], alpha=0)  # keep x range honest
+    left.legend()
+    c = out["ceilings"]
+    names = [
+        "publish\n64 in flight",
+        "consume\n+ ack",
+        "naive DB\n1 conn",
+        "gateway\nbare",
+        "gateway",
+        *[f"drain\n{d['workers']} worker" for d in out["drain"]],
+        "end to end\n50 %",
+    ]
+    values = [
+        c["publish_pipelined_64_per_s"],
+        c["consume_ack_prefetch_256_per_s"],
+        c["naive_db_1_connection_per_s"],
+        g["bare_saturation_rps"],
+        g["saturation_rps"],
+        *[d["per_s"] for d in out["drain"]],
+        out["end_to_end"]["sustained_per_s"],
+    ]
+    colors = ["#999"] * 4 + ["#1f77b4"] * (len(values) - 4)
+    right.bar(range(len(values)), values, color=colors)
+    right.set_xticks(range(len(values)), names, fontsize=7)
+    right.set(ylabel="messages or requests per second", title="Throughput (grey: ceilings)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = SMOKE if args.smoke else Sizes(soak_s=args.soak)
+    out: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "smoke": args.smoke,
+    }
+    iso = await isolation.create("qcare_bench")
+    try:
+        await phase_ceilings(iso, sizes, out)
+        await phase_gateway(iso, sizes, out)
+        await phase_drain(iso, sizes, out)
+        await phase_end_to_end(iso, sizes, out)
+    finally:
+        await isolation.destroy(iso)
+    out["verdicts"] = [{"target": n, "value": v, "pass": ok} for n, v, ok in verdicts(out)]
+    return out
+
+
+def cli() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="every phase, tiny (seconds)")
+    parser.add_argument("--soak", type=float, default=300.0, help="soak seconds (default 300)")
+    parser.add_argument("--results", default=str(RESULTS), help="where to write results")
+    args = parser.parse_args()
+    out = asyncio.run(measure(args))
+    text = table(out)
+    print(text)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    name = "smoke" if args.smoke else "latest"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (results / f"{name}.json").write_text(json.dumps(out, indent=2, default=str))
+    if not args.smoke:
+        (results / f"{stamp}.json").write_text(json.dumps(out, indent=2, default=str))
+    (results / f"{name}.md").write_text(text + "\n")
+    chart(out, results / f"{name}.png")
+    log(f"wrote {results / name}.json, .md and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,27 @@
+"""The benchmark cannot rot: its smoke version (every phase, tiny) runs in the suite.
+Speed targets live in the benchmark itself, not here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.procs import ROOT
+
+
+def test_bench_smoke_runs_every_phase(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((tmp_path / "smoke.json").read_text())
+    for section in ("ceilings", "gateway", "drain", "end_to_end", "soak", "verdicts"):
+        assert section in out
+    assert out["gateway"]["saturation_rps"] > 0
+    assert out["drain"][0]["per_s"] > 0
+    assert out["end_to_end"]["applied"] > 0
+    assert (tmp_path / "smoke.png").stat().st_size > 1000
+    assert "| gateway saturation" in result.stdout
