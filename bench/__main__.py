@@ -191,7 +191,7 @@ async def phase_drain(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) ->
                 async def drained(run: str = run) -> bool:
                     return await count_applied(db, run) >= s.drain
 
-                await wait_for(drained, 900, interval=0.05, what="drain")
+                await wait_for(drained, 900, interval=0.5, what="drain")
                 elapsed = time.perf_counter() - t0
                 rate = (s.drain - c0) / elapsed if elapsed > 0 else float("nan")
                 results.append(

@@ -102,9 +102,7 @@ class QCareDto(BaseModel):
 
     def encode(self) -> bytes:
         """Canonical JSON: sample field names, declaration order, nulls included."""
-        return json.dumps(
-            self.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        return self.model_dump_json().encode()
 
     @classmethod
     def decode(cls, body: bytes) -> QCareDto:

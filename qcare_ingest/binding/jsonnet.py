@@ -31,23 +31,11 @@ class _Obj(list[tuple[str, Any]]):
 
 
 class _Num(str):
-    """A JSON number, kept as its literal text."""
-
-    is_int: bool = False
-
-
-def _int_literal(text: str) -> _Num:
-    num = _Num(text)
-    num.is_int = True
-    return num
+    """A JSON number with a fraction or exponent, kept as its literal text ("1.50").
+    Integers stay ints: their text is str(int), as Json.NET writes them."""
 
 
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_Obj,
-    parse_int=_int_literal,
-    parse_float=_Num,
-    parse_constant=_Num,
-)
+_DECODER = json.JSONDecoder(object_pairs_hook=_Obj, parse_float=_Num, parse_constant=_Num)
 
 
 def _describe(value: Any) -> str:
@@ -57,7 +45,7 @@ def _describe(value: Any) -> str:
         return "an array"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, _Num):
+    if isinstance(value, _Num | int):
         return "a number"
     if value is None:
         return "null"
@@ -139,14 +127,16 @@ class _Binder:
             return True, value
         if isinstance(value, bool):
             return True, "true" if value else "false"
+        if isinstance(value, int):
+            return True, str(value)
         self.error(path, f"Expected a string but got {_describe(value)}")
         return False, None
 
     def integer(self, value: Any, path: str) -> tuple[bool, int]:
         text: str | None = None
-        if isinstance(value, _Num):
-            text = value if value.is_int else None
-        elif isinstance(value, str) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        elif isinstance(value, str) and not isinstance(value, _Num):
             text = value if _INT_TEXT.match(value) else None
         if text is not None:
             number = int(text)
