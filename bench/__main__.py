@@ -183,7 +183,7 @@ async def phase_drain(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) ->
             log(f"drain: {s.drain} queued messages, {n_workers} worker(s)")
             await prefill(iso.amqp_url, s.drain, run)
             await db.execute("ANALYZE")
-            workers = [Worker(iso.env()) for _ in range(n_workers)]
+            workers = [Worker(iso.env(), concurrency=None) for _ in range(n_workers)]
             try:
                 await asyncio.gather(*(w.consuming() for w in workers))
                 t0, c0 = time.perf_counter(), await count_applied(db, run)
@@ -233,7 +233,7 @@ async def lag_stats(db: asyncpg.Connection, run: str) -> dict[str, Any]:
 async def phase_end_to_end(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) -> None:
     sat = out["gateway"]["saturation_rps"]
     gw = Gateway(iso.env())
-    workers = [Worker(iso.env()) for _ in range(2)]
+    workers = [Worker(iso.env(), concurrency=None) for _ in range(2)]
     db = await asyncpg.connect(iso.database_url)
     try:
         await wait_http(gw.url)

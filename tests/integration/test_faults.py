@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiohttp
 import asyncpg
 
-from qcare_ingest.topology import QUEUE
 from tests.conftest import Procs, RunEnv
 from tests.support.payloads import UPDATE, order
 from tests.support.procs import wait_for
-from tests.support.proxy import TcpProxy
-
-
-async def ready_count(amqp: aio_pika.abc.AbstractConnection) -> int:
-    channel = await amqp.channel()
-    try:
-        queue = await channel.declare_queue(QUEUE, passive=True)
-        return int(queue.declaration_result.message_count or 0)
-    finally:
-        await channel.close()
+from tests.support.proxy import TcpProxy, via
+from tests.support.queues import queue_depth
 
 
 async def test_sigkilled_worker_loses_nothing(
@@ -43,7 +33,7 @@ async def test_sigkilled_worker_loses_nothing(
             headers={"Content-Type": "application/json"},
         ) as resp:
             assert resp.status == 200
-    base = await ready_count(amqp)
+    base = await queue_depth(amqp)
     assert base >= n
 
     # Hold the orders table so the first worker takes deliveries but cannot commit any.
@@ -56,7 +46,7 @@ async def test_sigkilled_worker_loses_nothing(
         await victim.consuming()
 
         async def holding() -> bool:
-            return await ready_count(amqp) <= base - 50
+            return await queue_depth(amqp) <= base - 50
 
         await wait_for(holding, 20, what="worker holding 50 unacked messages")
         victim.kill()
@@ -80,20 +70,13 @@ async def test_sigkilled_worker_loses_nothing(
     assert applied == sorted(f"kill-{run}-{i}" for i in range(n))
 
 
-def _via(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
 async def test_broker_down_gives_503_quickly_then_recovers(
     procs: Procs, test_env: RunEnv, http: aiohttp.ClientSession, db: asyncpg.Pool
 ) -> None:
     proxy = TcpProxy(*test_env.amqp_host_port)
     await proxy.start()
     try:
-        gw = procs.gateway(QCARE_AMQP_URL=_via(test_env.amqp_url, proxy.port))
+        gw = procs.gateway(QCARE_AMQP_URL=via(test_env.amqp_url, proxy.port))
         procs.worker()
         await gw.ready(http)
         run = uuid.uuid4().hex[:8]

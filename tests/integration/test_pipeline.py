@@ -11,32 +11,15 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.support.payloads import UPDATE, help_page_sample, order
+from tests.support.http import get, post, wait_processed
+from tests.support.payloads import help_page_sample, order
 from tests.support.procs import Gateway, Worker, wait_for
 
 JSON_TYPES = ["application/json", "text/json", "text/html"]
 
 
-async def post(
-    http: aiohttp.ClientSession, gw: Gateway, body: bytes, ctype: str = "application/json"
-) -> tuple[int, Any]:
-    async with http.post(gw.url + UPDATE, data=body, headers={"Content-Type": ctype}) as resp:
-        return resp.status, await resp.json(content_type=None)
-
-
-async def get(http: aiohttp.ClientSession, gw: Gateway, path: str) -> tuple[int, Any]:
-    async with http.get(gw.url + "/api/v1/qcare" + path) as resp:
-        return resp.status, await resp.json(content_type=None)
-
-
-async def wait_applied(
-    http: aiohttp.ClientSession, gw: Gateway, msg_id: str, timeout: float = 30
-) -> Any:
-    async def done() -> Any:
-        status, view = await get(http, gw, f"/messages/{msg_id}")
-        return view if status == 200 and view["status"] in ("applied", "stale") else None
-
-    return await wait_for(done, timeout, what=f"message {msg_id} applied")
+async def wait_applied(http: aiohttp.ClientSession, gw: Gateway, msg_id: str) -> Any:
+    return await wait_processed(http, gw, msg_id)
 
 
 SAMPLE_LINE = {

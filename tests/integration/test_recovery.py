@@ -7,7 +7,6 @@ import asyncio
 import random
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiohttp
@@ -18,14 +17,8 @@ from tests.conftest import Procs, RunEnv
 from tests.support.http import get, post, wait_processed
 from tests.support.payloads import order
 from tests.support.procs import Gateway, Worker, wait_for
-from tests.support.proxy import TcpProxy
+from tests.support.proxy import TcpProxy, via
 from tests.support.queues import cli, dead_letters
-
-
-def via(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{port}"))
 
 
 async def applied_count(db: asyncpg.Pool, prefix: str) -> int:

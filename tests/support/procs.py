@@ -112,8 +112,10 @@ class Gateway(Proc):
 
 
 class Worker(Proc):
-    def __init__(self, env: dict[str, str], concurrency: int = 16) -> None:
-        super().__init__("worker", env, ["--concurrency", str(concurrency)])
+    def __init__(self, env: dict[str, str], concurrency: int | None = 16) -> None:
+        """concurrency None: the product's own default (QCARE_WORKER_CONCURRENCY)."""
+        args = [] if concurrency is None else ["--concurrency", str(concurrency)]
+        super().__init__("worker", env, args)
 
     async def consuming(self, timeout: float = 20) -> None:
         async def up() -> bool:

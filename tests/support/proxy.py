@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit, urlunsplit
+
+
+def via(url: str, port: int) -> str:
+    """`url` with its host and port replaced by the proxy's, credentials and path kept."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{port}"))
 
 
 class TcpProxy:
