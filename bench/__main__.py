@@ -406,7 +406,6 @@ def chart(out: dict[str, Any], path: Path) -> None:
         ylabel="gateway latency (ms)",
         title=f"Gateway: saturation {g['saturation_rps']:.0f} req/s",
     )
-    left.plot(offered, [p["rps"] for p in g["open_loop"]], alpha=0)  # keep x range honest
     left.legend()
     c = out["ceilings"]
     names = [

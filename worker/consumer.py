@@ -192,7 +192,14 @@ class Worker:
                     # (PostgreSQL's and ours) than one transaction per message
                     await asyncio.sleep(LINGER_S)
                     take(batch)
-                await processor.handle_batch(batch)
+                try:
+                    await processor.handle_batch(batch)
+                except Exception:
+                    # e.g. the dead-letter publish failed: never let a lane die quietly.
+                    # Start the session over; the unacked batch is delivered again.
+                    log.exception("batch handling failed", extra={"action": "lane_failed"})
+                    lost.set()
+                    return
 
         task = asyncio.create_task(batcher())
         self._inflight.add(task)
