@@ -9,12 +9,32 @@ import time
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from .errors import PublishError
 from .topology import DELAYS_S, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
+
+
+async def republish(
+    exchange: AbstractExchange,
+    routing_key: str,
+    message: AbstractIncomingMessage,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """A persistent copy of a delivered message (its own headers unless given), confirmed.
+    Callers ack the original only after this returns: a crash in between duplicates."""
+    await exchange.publish(
+        aio_pika.Message(
+            message.body,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=dict(message.headers or {}) if headers is None else headers,
+        ),
+        routing_key,
+    )
 
 
 async def connect(url: str, timeout: float) -> AbstractConnection:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from .broker import connect
+from .broker import connect, republish
 from .config import Settings
 from .deadletter import H_ATTEMPTS, H_ERROR, H_LAST_FAILURE, H_REASON, H_REPLAYED
 from .envelope import H_ATTEMPT
@@ -153,16 +152,7 @@ async def replay(
         headers[H_ATTEMPT] = 0
         replayed = headers.get(H_REPLAYED, 0)
         headers[H_REPLAYED] = (replayed if isinstance(replayed, int) else 0) + 1
-        await exchange.publish(
-            aio_pika.Message(
-                src.body,
-                message_id=src.message_id,
-                content_type=src.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers=headers,
-            ),
-            ROUTING_KEY,
-        )
+        await republish(exchange, ROUTING_KEY, src, headers)
         await src.ack()  # only after the confirm above
         report(done, len(chosen))
     return len(chosen)

@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from . import metrics
+from .broker import republish
 from .deadletter import dead_letter_headers
 from .envelope import H_ATTEMPT, Envelope, now_utc
 from .errors import (
@@ -214,24 +214,6 @@ class Processor:
         async with self.pool.acquire() as conn:
             return await apply_batch(conn, envs)
 
-    async def _publish(
-        self,
-        exchange: AbstractExchange,
-        key: str,
-        message: AbstractIncomingMessage,
-        headers: dict[str, Any],
-    ) -> None:
-        await exchange.publish(
-            aio_pika.Message(
-                message.body,
-                message_id=message.message_id,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers=headers,
-            ),
-            key,
-        )
-
     async def _delay_or_dead_letter(
         self,
         message: AbstractIncomingMessage,
@@ -246,7 +228,7 @@ class Processor:
             return
         seconds = self.delays[env.attempt]
         headers[H_ATTEMPT] = env.attempt + 1
-        await self._publish(self.default_exchange, delay_queue(seconds), message, headers)
+        await republish(self.default_exchange, delay_queue(seconds), message, headers)
         await message.ack()
         self.counters.delayed += 1
         metrics.MESSAGES.labels("delayed").inc()
@@ -281,7 +263,7 @@ class Processor:
             now=now_utc(),
         )
         # Confirmed in the dead-letter queue first; only then is the original acked.
-        await self._publish(self.dlx, DEAD_KEY, message, dl_headers)
+        await republish(self.dlx, DEAD_KEY, message, dl_headers)
         await message.ack()
         self.counters.dead_lettered += 1
         metrics.MESSAGES.labels("dead_lettered").inc()

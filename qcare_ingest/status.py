@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import aio_pika
 import asyncpg
 
-from .broker import connect
+from .broker import connect, republish
 from .config import Settings
 from .envelope import H_RECEIVED_AT
 from .topology import DLQ, EXCHANGE, QUEUE, ROUTING_KEY, declare, delay_queue
@@ -30,16 +30,7 @@ async def oldest_waiting(channel: aio_pika.abc.AbstractChannel) -> datetime | No
     if message is None:
         return None
     exchange = await channel.get_exchange(EXCHANGE)
-    await exchange.publish(
-        aio_pika.Message(
-            message.body,
-            message_id=message.message_id,
-            content_type=message.content_type,
-            headers=dict(message.headers or {}),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        ),
-        ROUTING_KEY,
-    )
+    await republish(exchange, ROUTING_KEY, message)
     await message.ack()
     raw = (message.headers or {}).get(H_RECEIVED_AT)
     try:
