@@ -45,6 +45,17 @@ def _tz(text: str | None) -> timezone | None:
     return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
+def _wall_clock(m: re.Match[str], micros: int = 0, tz: timezone | None = None) -> datetime | None:
+    """The date and time a regex match names, or None when it is not a real one."""
+    try:
+        return datetime(
+            int(m["y"]), int(m["mo"]), int(m["d"]),
+            int(m["h"] or 0), int(m["mi"] or 0), int(m["s"] or 0), micros, tzinfo=tz,
+        )  # fmt: skip
+    except ValueError:
+        return None
+
+
 def parse_dotnet(text: str, *, xml: bool = False) -> DotNetDate | None:
     """The value Json.NET (or XmlSerializer with `xml=True`) would read, else None."""
     m = _ISO.match(text)
@@ -52,43 +63,21 @@ def parse_dotnet(text: str, *, xml: bool = False) -> DotNetDate | None:
         if xml and m["h"] is not None and "T" not in text:
             return None  # xsd:dateTime needs 'T' (x14)
         frac = (m["f"] or "").ljust(7, "0")
-        try:
-            value = datetime(
-                int(m["y"]),
-                int(m["mo"]),
-                int(m["d"]),
-                int(m["h"] or 0),
-                int(m["mi"] or 0),
-                int(m["s"] or 0),
-                int(frac[:6]),
-                tzinfo=_tz(m["tz"]),
-            )
-        except ValueError:
-            return None
-        return DotNetDate(value, int(frac[6]), date_only=m["h"] is None)
+        value = _wall_clock(m, int(frac[:6]), _tz(m["tz"]))
+        return DotNetDate(value, int(frac[6]), date_only=m["h"] is None) if value else None
     if xml:
         return None
     m = _MS_DATE.match(text)
     if m:
         try:
-            value = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(m["ms"]))
+            instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(m["ms"]))
         except OverflowError:
             return None
-        return DotNetDate(value)
+        return DotNetDate(instant)
     m = _US_DATE.match(text)
     if m:
-        try:
-            value = datetime(
-                int(m["y"]),
-                int(m["mo"]),
-                int(m["d"]),
-                int(m["h"] or 0),
-                int(m["mi"] or 0),
-                int(m["s"] or 0),
-            )
-        except ValueError:
-            return None
-        return DotNetDate(value, date_only=m["h"] is None)
+        value = _wall_clock(m)
+        return DotNetDate(value, date_only=m["h"] is None) if value else None
     return None
 
 

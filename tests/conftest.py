@@ -34,20 +34,10 @@ def _unavailable(reason: str) -> None:
 
 
 @dataclass(frozen=True)
-class RunEnv:
-    vhost: str
-    amqp_url: str
-    database_url: str
-    amqp_host_port: tuple[str, int] = ("127.0.0.1", 5672)
+class RunEnv(isolation.Isolated):
+    """This run's vhost and database, with what the tests need to reach them."""
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            "QCARE_AMQP_URL": self.amqp_url,
-            "QCARE_DATABASE_URL": self.database_url,
-            "QCARE_LOG_LEVEL": "INFO",
-            "QCARE_API_KEYS": "",
-            **extra,
-        }
+    amqp_host_port: tuple[str, int] = ("127.0.0.1", 5672)
 
     def settings(self) -> Settings:
         return Settings.from_env(self.env())
@@ -61,7 +51,7 @@ async def test_env() -> AsyncIterator[RunEnv]:
         iso = await isolation.create("qcare_test", AMQP_BASE, PG_BASE)
     except (subprocess.SubprocessError, OSError, asyncpg.PostgresError) as exc:
         _unavailable(f"cannot create a vhost and database: {exc}")
-    yield RunEnv(iso.name, iso.amqp_url, iso.database_url)
+    yield RunEnv(iso.name, iso.amqp_url, iso.database_url, iso.pg_base)
     await isolation.destroy(iso)
 
 

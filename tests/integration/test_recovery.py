@@ -4,9 +4,11 @@ in the test that cut PostgreSQL or RabbitMQ (never the machine's shared servers)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import aio_pika
 import aiohttp
@@ -229,24 +231,31 @@ async def test_delivery_limit_parks_a_message_that_kills_its_consumer(
     assert deaths == limit + 1 or deaths == limit  # RabbitMQ counts returns, not deliveries
 
 
-async def _refuse_trigger(db: asyncpg.Pool, prefix: str) -> None:
+@contextlib.asynccontextmanager
+async def failing_orders(
+    db: asyncpg.Pool, prefix: str, sqlstate: str = "P0001", times: int | None = None
+) -> AsyncIterator[None]:
+    """Writes of this prefix's orders fail with `sqlstate` (`times` times in all, or always)
+    while the block runs: the database refusing data, or a transient error."""
+    name = f"fail_{prefix}"
+    limit = "" if times is None else f"AND nextval('{name}') <= {times}"
     await db.execute(f"""
-        CREATE OR REPLACE FUNCTION refuse_{prefix}() RETURNS trigger AS $$
+        CREATE SEQUENCE {name};
+        CREATE FUNCTION {name}() RETURNS trigger AS $$
         BEGIN
-            IF NEW.accession_no LIKE 'ACC-{prefix}%' THEN
-                RAISE EXCEPTION 'refused by test trigger';
+            IF NEW.accession_no LIKE 'ACC-{prefix}%' {limit} THEN
+                RAISE EXCEPTION 'refused by test trigger' USING ERRCODE = '{sqlstate}';
             END IF;
             RETURN NEW;
         END $$ LANGUAGE plpgsql;
-        CREATE TRIGGER refuse_{prefix} BEFORE INSERT OR UPDATE ON orders
-            FOR EACH ROW EXECUTE FUNCTION refuse_{prefix}();""")
-
-
-async def _drop_trigger(db: asyncpg.Pool, prefix: str) -> None:
-    await db.execute(
-        f"DROP TRIGGER IF EXISTS refuse_{prefix} ON orders; "
-        f"DROP FUNCTION IF EXISTS refuse_{prefix}();"
-    )
+        CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON orders
+            FOR EACH ROW EXECUTE FUNCTION {name}();""")
+    try:
+        yield
+    finally:
+        await db.execute(
+            f"DROP TRIGGER {name} ON orders; DROP FUNCTION {name}(); DROP SEQUENCE {name};"
+        )
 
 
 async def test_fix_the_cause_then_replay(
@@ -258,8 +267,7 @@ async def test_fix_the_cause_then_replay(
     gw, _ = stack
     prefix = f"fix{uuid.uuid4().hex[:6]}"
     msg_id = f"{prefix}-1"
-    await _refuse_trigger(db, prefix)
-    try:
+    async with failing_orders(db, prefix):
         assert (await post(http, gw, order(msg_id, f"ACC-{prefix}-1")))[0] == 200
         view = await wait_processed(http, gw, msg_id, statuses=("rejected",))
         assert "data_refused" in view["error"]
@@ -272,8 +280,6 @@ async def test_fix_the_cause_then_replay(
         assert "A12****(3)" in shown.stdout
         assert "A123456" not in shown.stdout
         assert "CHAN TAI MAN" not in shown.stdout
-    finally:
-        await _drop_trigger(db, prefix)
     replayed = cli(test_env.env(), "dlq", "replay", msg_id)
     assert replayed.returncode == 0, replayed.stderr
     view = await wait_processed(http, gw, msg_id)
@@ -294,8 +300,7 @@ async def test_replay_1000_with_a_worker_killed_halfway(
     gw = procs.gateway()
     first = procs.worker(concurrency=32)
     await asyncio.gather(gw.ready(http), first.consuming())
-    await _refuse_trigger(db, prefix)
-    try:
+    async with failing_orders(db, prefix):
         assert await post_many(http, gw, f"{prefix}-", 1000) == [200] * 1000
 
         async def all_parked() -> bool:
@@ -303,8 +308,6 @@ async def test_replay_1000_with_a_worker_killed_halfway(
             return sum(m.startswith(prefix) for m in dead) == 1000
 
         await wait_for(all_parked, 60, interval=0.2, what="1000 dead-lettered")
-    finally:
-        await _drop_trigger(db, prefix)
     dry = cli(test_env.env(), "dlq", "replay", "--all", "--reason", "data_refused", "--dry-run")
     assert dry.returncode == 0
     assert await applied_count(db, f"{prefix}-") == 0
@@ -364,36 +367,12 @@ async def test_sigterm_during_load(
     applied_once([worker, second], prefix)
 
 
-async def _flaky_trigger(db: asyncpg.Pool, prefix: str, failures: int) -> None:
-    """Serialization failures (40001) for this prefix's orders, `failures` times in all."""
-    await db.execute(f"""
-        CREATE SEQUENCE flaky_{prefix};
-        CREATE FUNCTION flaky_{prefix}() RETURNS trigger AS $$
-        BEGIN
-            IF NEW.accession_no LIKE 'ACC-{prefix}%' AND nextval('flaky_{prefix}') <= {failures}
-            THEN
-                RAISE EXCEPTION 'could not serialize (test)' USING ERRCODE = '40001';
-            END IF;
-            RETURN NEW;
-        END $$ LANGUAGE plpgsql;
-        CREATE TRIGGER flaky_{prefix} BEFORE INSERT OR UPDATE ON orders
-            FOR EACH ROW EXECUTE FUNCTION flaky_{prefix}();""")
-
-
-async def _drop_flaky(db: asyncpg.Pool, prefix: str) -> None:
-    await db.execute(
-        f"DROP TRIGGER IF EXISTS flaky_{prefix} ON orders; "
-        f"DROP FUNCTION IF EXISTS flaky_{prefix}(); "
-        f"DROP SEQUENCE IF EXISTS flaky_{prefix};"
-    )
-
-
 async def test_transient_errors_retry_in_process_then_via_delay_queue(
     procs: Procs, http: aiohttp.ClientSession, db: asyncpg.Pool
 ) -> None:
     prefix = f"flaky{uuid.uuid4().hex[:6]}"
-    await _flaky_trigger(db, prefix, failures=6)  # 4 in-process tries, then 2 more after a delay
-    try:
+    # 4 in-process tries, then 2 more after one delay-queue round
+    async with failing_orders(db, prefix, "40001", times=6):
         gw = procs.gateway()
         worker = procs.worker(QCARE_RETRY_DELAYS="1,1")
         await asyncio.gather(gw.ready(http), worker.consuming())
@@ -402,8 +381,6 @@ async def test_transient_errors_retry_in_process_then_via_delay_queue(
         assert view["status"] == "applied"
         delayed = [e for e in worker.events() if e.get("action") == "delayed"]
         assert [e["msg_id"] for e in delayed] == [f"{prefix}-1"]
-    finally:
-        await _drop_flaky(db, prefix)
 
 
 async def test_transient_errors_that_never_stop_end_in_the_dlq(
@@ -413,8 +390,7 @@ async def test_transient_errors_that_never_stop_end_in_the_dlq(
     amqp: aio_pika.abc.AbstractConnection,
 ) -> None:
     prefix = f"stuck{uuid.uuid4().hex[:6]}"
-    await _flaky_trigger(db, prefix, failures=10**9)
-    try:
+    async with failing_orders(db, prefix, "40001"):
         gw = procs.gateway()
         worker = procs.worker(QCARE_RETRY_DELAYS="1,1")
         await asyncio.gather(gw.ready(http), worker.consuming())
@@ -425,5 +401,3 @@ async def test_transient_errors_that_never_stop_end_in_the_dlq(
         assert headers["x-qcare-dead-reason"] == "retries_exhausted"
         assert headers["x-qcare-attempts"] == 3
         assert len([e for e in worker.events() if e.get("action") == "delayed"]) == 2
-    finally:
-        await _drop_flaky(db, prefix)
