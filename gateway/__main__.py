@@ -8,8 +8,7 @@ import sys
 
 from aiohttp import web
 
-from qcare_ingest.config import Settings
-from qcare_ingest.errors import ConfigError
+from qcare_ingest.config import load_or_exit
 from qcare_ingest.logs import configure_logging
 
 from .app import create_app
@@ -20,12 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="listen address; env QCARE_HTTP_HOST")
     parser.add_argument("--port", type=int, default=None, help="listen port; env QCARE_HTTP_PORT")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env().with_overrides(http_host=args.host, http_port=args.port)
-        settings.check_gateway()
-    except ConfigError as exc:
-        print(f"qcare-ingest gateway: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit(
+        "qcare-ingest gateway", gateway=True, http_host=args.host, http_port=args.port
+    )
     configure_logging(settings.log_level, service="gateway")
     logging.getLogger(__name__).info(
         "gateway listening",

@@ -12,8 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .config import Settings, environment_names
-from .errors import ConfigError
+from .config import Settings, environment_names, load_or_exit
 from .logs import configure_logging
 
 ENV_HELP = "environment (qcare-ingest config prints the effective values):\n" + "\n".join(
@@ -60,11 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = entry.main(argv[1:])
         return code
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"qcare-ingest: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("qcare-ingest")
     configure_logging(settings.log_level, service=args.command)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))

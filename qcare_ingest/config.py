@@ -8,6 +8,7 @@ config` prints: secrets never leave the process whole.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -112,12 +113,17 @@ class Settings(BaseSettings):
             }
             return cls(**{**defaults, **given})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "?"
-            raise ConfigError(f"{PREFIX}{field.upper()}: {first['msg']}") from None
+            raise _config_error(exc) from None
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        """CLI flags over the environment, validated like the environment is."""
+        update = {k: v for k, v in changes.items() if v is not None}
+        if not update:
+            return self
+        try:
+            return type(self).model_validate({**self.__dict__, **update})
+        except ValidationError as exc:
+            raise _config_error(exc) from None
 
     def check_gateway(self) -> None:
         if not self.api_keys and not is_loopback(self.http_host):
@@ -141,8 +147,26 @@ class Settings(BaseSettings):
         return out
 
 
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    return ConfigError(f"{PREFIX}{field.upper()}: {first['msg']}")
+
+
+def load_or_exit(prog: str, *, gateway: bool = False, **overrides: Any) -> Settings:
+    """For entry points: the settings, or a message naming the variable and exit code 2."""
+    try:
+        settings = Settings.from_env().with_overrides(**overrides)
+        if gateway:
+            settings.check_gateway()
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
 def environment_names() -> list[str]:
     return [PREFIX + name.upper() for name in Settings.model_fields]
 
 
-__all__ = ["Settings", "environment_names", "is_loopback", "parse_api_keys"]
+__all__ = ["Settings", "environment_names", "is_loopback", "load_or_exit", "parse_api_keys"]

@@ -20,10 +20,9 @@ from typing import Any, TextIO
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from .broker import connect, republish
-from .config import Settings
+from .config import Settings, load_or_exit
 from .deadletter import H_ATTEMPTS, H_ERROR, H_LAST_FAILURE, H_REASON, H_REPLAYED
 from .envelope import H_ATTEMPT
-from .errors import ConfigError
 from .normalize import mask_id
 from .topology import DLQ, EXCHANGE, ROUTING_KEY, declare
 
@@ -268,9 +267,5 @@ def main(argv: list[str] | None = None) -> int:
         if name == "purge":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"qcare-ingest dlq: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("qcare-ingest dlq")
     return asyncio.run(run(args, settings, sys.stdout, sys.stderr))

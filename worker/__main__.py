@@ -6,8 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from qcare_ingest.config import Settings
-from qcare_ingest.errors import ConfigError
+from qcare_ingest.config import Settings, load_or_exit
 from qcare_ingest.logs import configure_logging
 from qcare_ingest.signals import on_stop
 
@@ -29,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         help="in-flight messages (prefetch and pool size); env QCARE_WORKER_CONCURRENCY",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env().with_overrides(worker_concurrency=args.concurrency)
-    except ConfigError as exc:
-        print(f"qcare-ingest worker: {exc}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("qcare-ingest worker", worker_concurrency=args.concurrency)
     configure_logging(settings.log_level, service="worker")
     asyncio.run(_run(settings))
     return 0

@@ -37,3 +37,12 @@ def test_no_keys_only_on_loopback() -> None:
     with pytest.raises(ConfigError, match="QCARE_API_KEYS"):
         Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0"}).check_gateway()
     Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0", "QCARE_API_KEYS": "a:b"}).check_gateway()
+
+
+def test_cli_overrides_are_validated_like_the_environment() -> None:
+    base = Settings.from_env({})
+    assert base.with_overrides(worker_concurrency=8).worker_concurrency == 8
+    with pytest.raises(ConfigError, match="QCARE_WORKER_CONCURRENCY"):
+        base.with_overrides(worker_concurrency=0)
+    with pytest.raises(ConfigError, match="QCARE_HTTP_PORT"):
+        base.with_overrides(http_port=99999)
