@@ -86,6 +86,12 @@ async def http_load(url: str, *args: str) -> dict[str, Any]:
     return result
 
 
+async def open_loop(url: str, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
+    """`rate` requests per second for `seconds`, each with its own msg_id under `prefix`."""
+    args = ["--mode", "open", "--rate", f"{rate:.1f}", "--duration", str(seconds)]
+    return await http_load(url, *args, "--concurrency", "512", "--prefix", prefix)
+
+
 async def wait_http(url: str) -> None:
     async with aiohttp.ClientSession() as session:
 
@@ -145,19 +151,7 @@ async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) 
         for share in (0.25, 0.5, 0.75):
             await purge(iso.amqp_url)
             rate = max(1.0, sat["rps"] * share)
-            r = await http_load(
-                url,
-                "--mode",
-                "open",
-                "--rate",
-                f"{rate:.1f}",
-                "--duration",
-                str(s.http_s),
-                "--concurrency",
-                "512",
-                "--prefix",
-                new_run(),
-            )
+            r = await open_loop(url, rate, s.http_s, new_run())
             points.append({"share": share, **r})
         out["gateway"] = {
             "bare_saturation_rps": bare_result["rps"],
@@ -242,19 +236,7 @@ async def phase_end_to_end(iso: isolation.Isolated, s: Sizes, out: dict[str, Any
         run = new_run()
         rate = sat * 0.5
         log(f"end to end: {rate:.0f} req/s (50 % of saturation) for {s.e2e_s} s, 2 workers")
-        load = await http_load(
-            url,
-            "--mode",
-            "open",
-            "--rate",
-            f"{rate:.1f}",
-            "--duration",
-            str(s.e2e_s),
-            "--concurrency",
-            "512",
-            "--prefix",
-            run,
-        )
+        load = await open_loop(url, rate, s.e2e_s, run)
 
         async def all_in(run: str = run) -> bool:
             return await count_applied(db, run) >= load["ok"]
@@ -271,21 +253,7 @@ async def phase_end_to_end(iso: isolation.Isolated, s: Sizes, out: dict[str, Any
         log(f"soak: {s.soak_s} s at 25 % of saturation, RSS sampled")
         soak_run = new_run()
         soak_rate = sat * 0.25
-        soak = asyncio.ensure_future(
-            http_load(
-                url,
-                "--mode",
-                "open",
-                "--rate",
-                f"{soak_rate:.1f}",
-                "--duration",
-                str(s.soak_s),
-                "--concurrency",
-                "512",
-                "--prefix",
-                soak_run,
-            )
-        )
+        soak = asyncio.ensure_future(open_loop(url, soak_rate, s.soak_s, soak_run))
         await asyncio.sleep(min(10.0, s.soak_s / 10))  # warm-up before the first sample
         start_rss = {"gateway": rss_mb(gw.pid), "worker": max(rss_mb(w.pid) for w in workers)}
         soak_result = await soak

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from .dto import QCareDto, body_digest
@@ -34,11 +35,12 @@ class Envelope:
     content_type: str | None = None
     attempt: int = 0
 
-    @property
+    # Derived once: the batch merge compares versions per field and digests per duplicate.
+    @cached_property
     def version(self) -> str:
         return version_of(self.received_at, self.msg_id)
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         return body_digest(self.body)
 

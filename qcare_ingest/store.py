@@ -109,14 +109,6 @@ class _Entity:
     changed: set[str] = field(default_factory=set)
 
 
-async def apply_update(conn: Conn, env: Envelope) -> Outcome:
-    """One message: a batch of one; a conflict raises ConflictError."""
-    (result,) = await apply_batch(conn, [env])
-    if isinstance(result, ConflictError):
-        raise result
-    return result
-
-
 async def apply_batch(conn: Conn, envs: list[Envelope]) -> list[Result]:
     """Results aligned with `envs`. Raises on database errors (nothing is committed then)."""
     results: list[Result | None] = [None] * len(envs)

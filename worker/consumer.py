@@ -212,7 +212,7 @@ class Worker:
         grace = self.settings.shutdown_grace
         log.info(
             "finishing in-flight messages",
-            extra={"action": "draining", "inflight": len(self._inflight), "grace_s": grace},
+            extra={"action": "draining", "lanes": len(self._inflight), "grace_s": grace},
         )
         _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
         for task in pending:

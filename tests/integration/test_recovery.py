@@ -45,6 +45,29 @@ async def post_many(
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
+async def wait_applied(
+    db: asyncpg.Pool, prefix: str, at_least: int, timeout: float = 30, what: str = "load under way"
+) -> None:
+    async def reached() -> bool:
+        return await applied_count(db, prefix) >= at_least
+
+    await wait_for(reached, timeout, interval=0.01, what=what)
+
+
+async def wait_accepted_applied(db: asyncpg.Pool, prefix: str, statuses: list[int]) -> list[int]:
+    """Wait until every message that got a 200 is in the inbox; the indices of those."""
+    ok = [i for i, s in enumerate(statuses) if s == 200]
+
+    async def all_in() -> bool:
+        rows = await db.fetch(
+            "SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])", [f"{prefix}{i}" for i in ok]
+        )
+        return len(rows) == len(ok)
+
+    await wait_for(all_in, 60, interval=0.2, what="every accepted message applied")
+    return ok
+
+
 async def wait_all_applied(db: asyncpg.Pool, prefix: str, n: int, timeout: float = 120) -> float:
     started = time.monotonic()
 
@@ -105,27 +128,16 @@ async def test_broker_cut_under_load(
         prefix = f"amqpcut-{uuid.uuid4().hex[:6]}-"
         load = asyncio.ensure_future(post_many(http, gw, prefix, 1500, concurrency=8))
 
-        async def some_applied() -> bool:
-            return await applied_count(db, prefix) >= 200
-
-        await wait_for(some_applied, 30, what="load under way")
+        await wait_applied(db, prefix, 200)
         await proxy.cut()
         cut_at = time.monotonic()
         await asyncio.sleep(2)  # the outage
         await proxy.start()
         statuses = await load
-        ok = [i for i, s in enumerate(statuses) if s == 200]
         assert statuses.count(503) > 0, "the cut did not hit the load"
         assert set(statuses) <= {200, 503}
 
-        async def accepted_applied() -> bool:
-            rows = await db.fetch(
-                "SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])",
-                [f"{prefix}{i}" for i in ok],
-            )
-            return len(rows) == len(ok)
-
-        await wait_for(accepted_applied, 60, interval=0.2, what="every 200 applied")
+        ok = await wait_accepted_applied(db, prefix, statuses)
         print(
             f"\nbroker cut 2 s: {len(ok)} accepted and applied, {statuses.count(503)} got 503, "
             f"recovered {time.monotonic() - cut_at - 2:.1f}s after restore"
@@ -147,11 +159,7 @@ async def test_sigkill_three_times_in_2000(
     workers = [procs.worker(concurrency=32)]
     for _ in range(3):
         target = await applied_count(db, prefix) + rnd.randint(50, 400)
-
-        async def reached(target: int = target) -> bool:
-            return await applied_count(db, prefix) >= target
-
-        await wait_for(reached, 60, interval=0.01, what="kill point")
+        await wait_applied(db, prefix, target, 60, what="kill point")
         workers[-1].kill()
         workers.append(procs.worker(concurrency=32))
     await wait_all_applied(db, prefix, 2000)
@@ -318,10 +326,7 @@ async def test_replay_1000_with_a_worker_killed_halfway(
     assert replay.returncode == 0, replay.stderr
     assert "replayed" in replay.stderr
 
-    async def half() -> bool:
-        return await applied_count(db, f"{prefix}-") >= 500
-
-    await wait_for(half, 60, interval=0.01, what="half replayed")
+    await wait_applied(db, f"{prefix}-", 500, 60, what="half replayed")
     first.kill()
     second = procs.worker(concurrency=32)
     await wait_all_applied(db, f"{prefix}-", 1000)
@@ -339,10 +344,7 @@ async def test_sigterm_during_load(
     prefix = f"term-{uuid.uuid4().hex[:6]}-"
     load = asyncio.ensure_future(post_many(http, gw, prefix, 1000, concurrency=16))
 
-    async def some() -> bool:
-        return await applied_count(db, prefix) >= 200
-
-    await wait_for(some, 30, what="load under way")
+    await wait_applied(db, prefix, 200)
     started = time.monotonic()
     code = await asyncio.to_thread(worker.terminate, 15)
     assert code == 0
@@ -352,18 +354,11 @@ async def test_sigterm_during_load(
     code = await asyncio.to_thread(gw.terminate, 15)
     assert code == 0
     statuses = await load
-    ok = [i for i, s in enumerate(statuses) if s == 200]
-    assert len(ok) >= 200
     second = procs.worker()
     await second.consuming()
 
-    async def accepted_applied() -> bool:
-        rows = await db.fetch(
-            "SELECT msg_id FROM inbox WHERE msg_id = ANY($1::text[])", [f"{prefix}{i}" for i in ok]
-        )
-        return len(rows) == len(ok)
-
-    await wait_for(accepted_applied, 60, interval=0.2, what="every accepted message applied")
+    ok = await wait_accepted_applied(db, prefix, statuses)
+    assert len(ok) >= 200
     applied_once([worker, second], prefix)
 
 
