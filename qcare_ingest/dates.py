@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from functools import lru_cache
 
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 
@@ -42,7 +43,10 @@ def _tz(text: str | None) -> timezone | None:
         return UTC
     sign = -1 if text[0] == "-" else 1
     digits = text[1:].replace(":", "")
-    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    if offset >= timedelta(hours=24):
+        raise ValueError("offset out of range")
+    return timezone(sign * offset)
 
 
 def _wall_clock(m: re.Match[str], micros: int = 0, tz: timezone | None = None) -> datetime | None:
@@ -56,14 +60,20 @@ def _wall_clock(m: re.Match[str], micros: int = 0, tz: timezone | None = None) -
         return None
 
 
+@lru_cache(maxsize=1024)  # the binder, the model and the worker each read the same date
 def parse_dotnet(text: str, *, xml: bool = False) -> DotNetDate | None:
-    """The value Json.NET (or XmlSerializer with `xml=True`) would read, else None."""
+    """The value Json.NET (or XmlSerializer with `xml=True`) would read, else None.
+    The result is immutable, so one parse serves every caller."""
     m = _ISO.match(text)
     if m:
         if xml and m["h"] is not None and "T" not in text:
             return None  # xsd:dateTime needs 'T' (x14)
         frac = (m["f"] or "").ljust(7, "0")
-        value = _wall_clock(m, int(frac[:6]), _tz(m["tz"]))
+        try:
+            tz = _tz(m["tz"])
+        except ValueError:
+            return None  # an offset of a day or more is no offset (fuzzing found "+58:49")
+        value = _wall_clock(m, int(frac[:6]), tz)
         return DotNetDate(value, int(frac[6]), date_only=m["h"] is None) if value else None
     if xml:
         return None

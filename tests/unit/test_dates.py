@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -34,7 +34,10 @@ def test_date_only_plus_study_time() -> None:
     assert instant == datetime(2025, 10, 26, 15, 51, tzinfo=HONG_KONG)
 
 
-@pytest.mark.parametrize("text", ["", "2025-13-01", "1761465091", "yesterday", "2025-10-26T25:00"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "2025-13-01", "1761465091", "yesterday", "2025-10-26T25:00", "2025-10-26T10:55+58:49"],
+)
 def test_rejected_dates(text: str) -> None:
     assert parse_dotnet(text) is None
 
@@ -58,3 +61,9 @@ def test_dob_forms(text: str) -> None:
 
 def test_unparseable_dob_is_none() -> None:
     assert parse_dob("sample string 6") is None
+
+
+def test_largest_offset_below_a_day_is_kept() -> None:
+    parsed = parse_dotnet("2025-10-26T10:55-23:59")
+    assert parsed is not None
+    assert parsed.value.utcoffset() == -timedelta(hours=23, minutes=59)
