@@ -41,24 +41,6 @@ def _authenticate(keys: dict[str, str], request: web.Request) -> str | None:
     return found
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
-
-
 def _allowed(networks: tuple[Network, ...], remote: str | None) -> bool:
     if not networks:
         return True
@@ -69,17 +51,15 @@ def _allowed(networks: tuple[Network, ...], remote: str | None) -> bool:
     return any(address in network for network in networks)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    if request.path.startswith("/api/") and not _allowed(settings.allowed_networks, request.remote):
+def _guard(settings: Settings, request: web.Request) -> web.Response | None:
+    """A refusal for /api/ requests from outside the allowed networks or without a key."""
+    if not _allowed(settings.allowed_networks, request.remote):
         log.warning(
             "client network refused", extra={"action": "forbidden", "remote": request.remote}
         )
         return web.json_response({"Message": "Your network is not allowed."}, status=403)
-    keys = settings.api_keys
-    if keys and request.path.startswith("/api/"):
-        name = _authenticate(keys, request)
+    if settings.api_keys:
+        name = _authenticate(settings.api_keys, request)
         if name is None:
             log.warning(
                 "unauthorized request", extra={"action": "unauthorized", "remote": request.remote}
@@ -90,7 +70,29 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 headers={"WWW-Authenticate": 'Bearer realm="qcare-ingest"'},
             )
         request[CLIENT] = name
-    return await handler(request)
+    return None
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics for every request; network allow-list and API key for /api/ (one layer:
+    every intake request passes through it)."""
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    try:
+        refusal = (
+            _guard(request.app[SETTINGS], request) if request.path.startswith("/api/") else None
+        )
+        response = await handler(request) if refusal is None else refusal
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.http_request(route, request.method, status, time.perf_counter() - started)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -111,9 +113,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[metrics_middleware, auth_middleware]
-    )
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[edge_middleware])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)

@@ -9,10 +9,11 @@ import time
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from .errors import PublishError
-from .topology import DELAYS_S, ROUTING_KEY, Topology, declare
+from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Publisher:
         self.cooldown = cooldown
         self._conn: AbstractConnection | None = None
         self._topology: Topology | None = None
+        self._raw: aiormq.Channel | None = None  # the topology's, for publishing
         self._lock = asyncio.Lock()
         self._down_until = 0.0
         self._inflight = 0
@@ -96,6 +98,9 @@ class Publisher:
             try:
                 self._conn = await connect(self.url, self.timeout)
                 self._topology = await declare(self._conn, self.delivery_limit, self.delays)
+                raw = await self._topology.channel.get_underlay_channel()
+                assert isinstance(raw, aiormq.Channel)
+                self._raw = raw
             except Exception as exc:
                 self._down_until = time.monotonic() + self.cooldown
                 await self._drop()
@@ -108,7 +113,7 @@ class Publisher:
             return self._topology
 
     async def _drop(self) -> None:
-        conn, self._conn, self._topology = self._conn, None, None
+        conn, self._conn, self._topology, self._raw = self._conn, None, None, None
         if conn is not None and not conn.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
@@ -116,24 +121,37 @@ class Publisher:
     async def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
         self._inflight += 1
         self._idle.clear()
+        deadline = time.monotonic() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                topology = await self._ensure()
-                message = aio_pika.Message(
-                    body,
-                    message_id=message_id,
+            if not self.connected:
+                async with asyncio.timeout(self.timeout):
+                    await self._ensure()
+            raw = self._raw
+            assert raw is not None
+            # aiormq directly (the channel aio-pika opened with on_return_raises): this runs
+            # for every request, and aio-pika's Message adds nothing we need. A return
+            # (unroutable) or nack raises; only a Basic.Ack returns.
+            await raw.basic_publish(
+                body,
+                exchange=EXCHANGE,
+                routing_key=ROUTING_KEY,
+                properties=aiormq.spec.Basic.Properties(
                     content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    delivery_mode=2,  # persistent
+                    message_id=message_id,
                     headers=headers,
-                )
-                await topology.exchange.publish(message, ROUTING_KEY, mandatory=True)
+                ),
+                mandatory=True,
+                timeout=max(0.001, deadline - time.monotonic()),
+                wait=False,  # the confirm is what we wait for, not the socket write
+            )
         except PublishError:
             raise
         except (Exception, TimeoutError) as exc:
             # The channel state is unknown now: start over on the next publish.
             self._down_until = 0.0
             if self._conn is not None:
-                conn, self._conn, self._topology = self._conn, None, None
+                conn, self._conn, self._topology, self._raw = self._conn, None, None, None
                 task = asyncio.get_running_loop().create_task(_close_quietly(conn))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)

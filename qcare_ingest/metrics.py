@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -34,6 +36,23 @@ LAG = Histogram(
     "Applied time minus gateway receipt time",
     buckets=LAG_BUCKETS,
 )
+
+
+_REQUESTS: dict[tuple[str, str, int], Any] = {}
+_LATENCY: dict[str, Any] = {}
+
+
+def http_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count and time one request; the labelled children are looked up once per label set."""
+    key = (route, method, status)
+    counter = _REQUESTS.get(key)
+    if counter is None:
+        counter = _REQUESTS[key] = HTTP_REQUESTS.labels(route, method, str(status))
+    counter.inc()
+    latency = _LATENCY.get(route)
+    if latency is None:
+        latency = _LATENCY[route] = HTTP_LATENCY.labels(route)
+    latency.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

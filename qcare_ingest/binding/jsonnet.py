@@ -24,6 +24,9 @@ _METADATA = ("$id", "$ref", "$type", "$values")
 
 _DTO_NAMES = {name.lower(): canon for name, canon in DTO_FIELDS.items()}
 _SERVICE_NAMES = {name.lower(): canon for name, canon in SERVICE_FIELDS.items()}
+# exact names first (what senders write): no lower-casing on the common path
+_DTO_EXACT = {canon: canon for canon in _DTO_NAMES.values()}
+_SERVICE_EXACT = {canon: canon for canon in _SERVICE_NAMES.values()}
 
 
 class _Obj(list[tuple[str, Any]]):
@@ -172,11 +175,13 @@ class _Binder:
         self.root = fields
         self.register(meta, fields, "")
         for name, value in rest:
-            canon = _DTO_NAMES.get(name.lower())
+            canon = _DTO_EXACT.get(name) or _DTO_NAMES.get(name.lower())
             path = name
             if canon is None:
                 continue  # unknown property: ignored
-            if canon == "services":
+            if type(value) is str and canon != "studyDate" and canon != "services":
+                fields[canon] = value  # the common case, as string() would bind it
+            elif canon == "services":
                 fields[canon] = self.services(value, path)
             elif canon == "studyDate":
                 ok, date = self.date(value, path)
@@ -235,7 +240,7 @@ class _Binder:
         if not self.register(meta, line, path):
             return False, None
         for name, value in rest:
-            canon = _SERVICE_NAMES.get(name.lower())
+            canon = _SERVICE_EXACT.get(name) or _SERVICE_NAMES.get(name.lower())
             if canon is None:
                 continue
             if canon in SERVICE_INT_FIELDS:
@@ -266,7 +271,8 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
     except RecursionError:
         result.add("", f"The JSON is nested deeper than {MAX_DEPTH} levels")
         return result
-    if _too_deep(root):
+    # a document can only nest deeper than MAX_DEPTH with more brackets than that
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(root):
         result.add("", f"The JSON is nested deeper than {MAX_DEPTH} levels")
         return result
     if root is None:
