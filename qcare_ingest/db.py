@@ -89,6 +89,12 @@ async def migrate(url: str) -> list[str]:
     return applied
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Release without the default reset query (RESET ALL, UNLISTEN, CLOSE ALL, unlock):
+    pooled connections never change session state, and asyncpg still rolls back an open
+    transaction first. The default costs a round trip on every release (every batch)."""
+
+
 async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
     """A pool that connects lazily (min_size=0), so start-up does not need the database."""
     # Tables start empty and grow fast: a generic plan cached while they were empty
@@ -96,7 +102,13 @@ async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
     # follow the statistics autovacuum keeps up to date.
     settings = {"plan_cache_mode": "force_custom_plan", **kwargs.pop("server_settings", {})}
     pool = await asyncpg.create_pool(
-        url, min_size=0, max_size=size, command_timeout=30, server_settings=settings, **kwargs
+        url,
+        min_size=0,
+        max_size=size,
+        command_timeout=30,
+        server_settings=settings,
+        reset=_no_reset,
+        **kwargs,
     )
     assert pool is not None
     return pool

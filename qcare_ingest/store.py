@@ -1,12 +1,18 @@
 """Apply updates in one transaction per batch: inbox rows + patients + orders + lines (SPEC §3).
 
-One transaction applies a whole batch with a fixed number of round trips:
+One transaction applies a whole batch in six round trips, whatever its size:
 
-    claim inbox rows (msg_id unique)  -> dedupe; conflicts found
-    create + lock patients, sorted    -> SELECT … FOR UPDATE ORDER BY key
-    create + lock orders, sorted         (one global lock order: no deadlocks)
+    BEGIN
+    claim inbox rows (msg_id unique) and  -> dedupe; conflicts found; rows to lock
+      create the claimed ones' patients and orders, sorted
+    lock patients, sorted                 -> SELECT … FOR UPDATE ORDER BY key
+    lock orders, sorted                      (one global lock order: no deadlocks)
     merge in Python, updates in received_at order, field by field
-    write patients, orders, service lines, inbox outcomes (one statement each)
+    write patients, orders, service lines and inbox outcomes (one statement)
+    COMMIT
+
+Round trips, not rows, are what a small batch costs (py-spy: a third of the worker's
+time was the loopback socket write per statement), so each step is one statement.
 
 A single message is a batch of one. The caller acks only after this returns,
 that is, after the commit. If a batch fails as a whole, the caller retries its
@@ -82,19 +88,35 @@ async def init_connection(conn: Conn) -> None:
         )
 
 
+# Claim the inbox rows, then create the rows the claimed messages will lock (patients, then
+# orders, each in key order). A row made by this statement is not visible to a later CTE of
+# it, hence the separate locking SELECTs.
 _CLAIM = """
-INSERT INTO inbox AS i (msg_id, body_sha256, received_at, status, accession_no, patient_key,
-                        warnings, attempts)
-SELECT m, h, r, 'applied', a, p, w::jsonb, n
-  FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-              $7::int[]) AS t(m, h, r, a, p, w, n)
- ORDER BY m
-ON CONFLICT (msg_id) DO UPDATE
-   SET received_at = EXCLUDED.received_at, status = 'applied', error = NULL,
-       attempts = i.attempts + EXCLUDED.attempts, processed_at = now(),
-       warnings = EXCLUDED.warnings
- WHERE i.status IN ('dead_lettered', 'rejected') AND i.body_sha256 = EXCLUDED.body_sha256
-RETURNING msg_id
+WITH claimed AS (
+    INSERT INTO inbox AS i (msg_id, body_sha256, received_at, status, accession_no,
+                            patient_key, warnings, attempts)
+    SELECT m, h, r, 'applied', a, p, w::jsonb, n
+      FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::text[],
+                  $6::text[], $7::int[]) AS t(m, h, r, a, p, w, n)
+     ORDER BY m
+    ON CONFLICT (msg_id) DO UPDATE
+       SET received_at = EXCLUDED.received_at, status = 'applied', error = NULL,
+           attempts = i.attempts + EXCLUDED.attempts, processed_at = now(),
+           warnings = EXCLUDED.warnings
+     WHERE i.status IN ('dead_lettered', 'rejected') AND i.body_sha256 = EXCLUDED.body_sha256
+    RETURNING msg_id, accession_no, patient_key
+), new_patients AS (
+    INSERT INTO patients (patient_key)
+    SELECT DISTINCT patient_key FROM claimed WHERE patient_key IS NOT NULL
+     ORDER BY patient_key
+    ON CONFLICT DO NOTHING
+), new_orders AS (
+    INSERT INTO orders (accession_no)
+    SELECT DISTINCT accession_no FROM claimed WHERE accession_no IS NOT NULL
+     ORDER BY accession_no
+    ON CONFLICT DO NOTHING
+)
+SELECT msg_id FROM claimed
 """
 
 
@@ -163,13 +185,9 @@ async def _claim(conn: Conn, envs: list[Envelope], plans: dict[int, Plan]) -> se
 
 
 async def _lock(conn: Conn, table: str, key_col: str, keys: list[str]) -> dict[str, _Entity]:
+    """Lock the (already created) rows, in key order."""
     if not keys:
         return {}
-    await conn.execute(
-        f"INSERT INTO {table} ({key_col}) SELECT k FROM unnest($1::text[]) AS k ORDER BY k "
-        "ON CONFLICT DO NOTHING",
-        keys,
-    )
     rows = await conn.fetch(
         f"SELECT * FROM {table} WHERE {key_col} = ANY($1::text[]) ORDER BY {key_col} FOR UPDATE",
         keys,
@@ -208,13 +226,11 @@ async def _merge_and_write(conn: Conn, batch: list[tuple[Envelope, Plan]]) -> li
             took |= took_order
         outcome.status = "applied" if took else "stale"
         outcomes.append(outcome)
-    await _write_patients(conn, patients)
-    await _write_orders(conn, orders)
-    await _write_services(conn, services)
     await conn.execute(
-        """UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = clock_timestamp()
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS u(m, s, f)
-            WHERE i.msg_id = u.m""",
+        _WRITE,
+        *_changed(patients, PATIENT_WRITE, _patient_derived),
+        *_changed(orders, ORDER_WRITE, _order_derived),
+        *_service_arrays(services),
         [env.msg_id for env, _ in batch],
         [o.status for o in outcomes],
         [json.dumps(o.stale_for) for o in outcomes],
@@ -262,71 +278,78 @@ def _study_at(raw_date: str | None, raw_time: str | None) -> datetime | None:
     return to_instant(parsed, parse_study_time(raw_time))
 
 
-async def _write(
-    conn: Conn, table: str, key_col: str, entities: dict[str, _Entity], types: dict[str, str]
-) -> None:
-    changed = {k: e for k, e in entities.items() if e.changed}
-    if not changed:
-        return
+def _update(table: str, key_col: str, types: dict[str, str], first: int) -> tuple[str, int]:
+    """UPDATE … FROM unnest(arrays from parameter `first` on); and the next free parameter."""
     cols = list(types)
+    all_types = ["text", *types.values(), "text", "text", "text"]
+    decl = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(all_types))
+    sets = ", ".join(f"{c} = u.{c}" for c in cols)
+    sql = f"""UPDATE {table} t
+           SET {sets}, field_versions = u.fv::jsonb, version = u.v, last_msg_id = u.lm,
+               updated_at = now()
+          FROM unnest({decl}) AS u(k, {", ".join(cols)}, fv, v, lm)
+         WHERE t.{key_col} = u.k"""
+    return sql, first + len(all_types)
+
+
+def _write_statement() -> str:
+    patients, n = _update("patients", "patient_key", PATIENT_WRITE, 1)
+    orders, n = _update("orders", "accession_no", ORDER_WRITE, n)
+    a = n  # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows)
+    return f"""
+WITH write_patients AS ({patients}
+), write_orders AS ({orders}
+), line_counts AS (
+    DELETE FROM order_services s USING unnest(${a}::text[], ${a + 1}::int[]) AS c(acc, n)
+     WHERE s.accession_no = c.acc AND s.line_no >= c.n
+), lines AS (
+    INSERT INTO order_services
+           (accession_no, line_no, study_desc, bodypart, no_of_images, warning_time)
+    SELECT * FROM unnest(${a + 2}::text[], ${a + 3}::int[], ${a + 4}::text[], ${a + 5}::text[],
+                         ${a + 6}::int[], ${a + 7}::int[])
+    ON CONFLICT (accession_no, line_no) DO UPDATE
+       SET study_desc = EXCLUDED.study_desc, bodypart = EXCLUDED.bodypart,
+           no_of_images = EXCLUDED.no_of_images, warning_time = EXCLUDED.warning_time
+)
+UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = clock_timestamp()
+  FROM unnest(${a + 8}::text[], ${a + 9}::text[], ${a + 10}::text[]) AS u(m, s, f)
+ WHERE i.msg_id = u.m"""
+
+
+# patients, orders, service lines and inbox outcomes of a batch: one fixed statement
+_WRITE = _write_statement()
+
+
+def _changed(entities: dict[str, _Entity], types: dict[str, str], derive: Any) -> list[list[Any]]:
+    """Column arrays (key, columns…, versions, version, last msg) of the changed rows."""
+    changed = {k: e for k, e in entities.items() if e.changed}
+    for entity in changed.values():
+        derive(entity.row)
     arrays: list[list[Any]] = [list(changed)]
-    arrays += [[e.row[c] for e in changed.values()] for c in cols]
+    arrays += [[e.row[c] for e in changed.values()] for c in types]
     arrays += [
         [json.dumps(e.versions) for e in changed.values()],
         [e.version for e in changed.values()],
         [e.last_msg_id for e in changed.values()],
     ]
-    decl = ", ".join(f"${i}::{t}[]" for i, t in enumerate(["text", *types.values()], start=1))
-    n = len(cols) + 2
-    sets = ", ".join(f"{c} = u.{c}" for c in cols)
-    await conn.execute(
-        f"""UPDATE {table} t
-               SET {sets}, field_versions = u.fv::jsonb, version = u.v, last_msg_id = u.lm,
-                   updated_at = now()
-              FROM unnest({decl}, ${n}::text[], ${n + 1}::text[], ${n + 2}::text[])
-                   AS u(k, {", ".join(cols)}, fv, v, lm)
-             WHERE t.{key_col} = u.k""",
-        *arrays,
-    )
+    return arrays
 
 
-async def _write_patients(conn: Conn, patients: dict[str, _Entity]) -> None:
-    for entity in patients.values():
-        if entity.changed:
-            _patient_derived(entity.row)
-    await _write(conn, "patients", "patient_key", patients, PATIENT_WRITE)
-
-
-async def _write_orders(conn: Conn, orders: dict[str, _Entity]) -> None:
-    for entity in orders.values():
-        if entity.changed:
-            _order_derived(entity.row)
-    await _write(conn, "orders", "accession_no", orders, ORDER_WRITE)
-
-
-async def _write_services(conn: Conn, services: dict[str, list[dict[str, Any]]]) -> None:
-    if not services:
-        return
-    await conn.execute(
-        "DELETE FROM order_services WHERE accession_no = ANY($1::text[])", sorted(services)
-    )
+def _service_arrays(services: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
+    """Line counts per order, then the lines as column arrays."""
     flat = [
         (acc, n, line) for acc, lines in sorted(services.items()) for n, line in enumerate(lines)
     ]
-    if not flat:
-        return
-    await conn.execute(
-        """INSERT INTO order_services
-               (accession_no, line_no, study_desc, bodypart, no_of_images, warning_time)
-           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[],
-                                $6::int[])""",
+    return [
+        sorted(services),
+        [len(services[acc]) for acc in sorted(services)],
         [acc for acc, _, _ in flat],
         [n for _, n, _ in flat],
         [line["studyDesc"] for _, _, line in flat],
         [line["bodypart"] for _, _, line in flat],
         [line["noOfImages"] for _, _, line in flat],
         [line["warningTime"] for _, _, line in flat],
-    )
+    ]
 
 
 async def record_failure(conn: Conn, env: Envelope, status: str, error: str) -> None:

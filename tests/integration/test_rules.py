@@ -114,6 +114,9 @@ async def test_partial_updates(stack: Stack, http: aiohttp.ClientSession) -> Non
     kub = {"studyDesc": "KUB", "bodypart": None, "noOfImages": 1, "warningTime": 0}
     await send(http, gw, {"msg_id": m + "-4", "accessionNo": acc, "services": [kub, line]})
     assert (await order(http, gw, acc))["services"] == [kub, line]
+    # a shorter list replaces line by line and drops the rest
+    await send(http, gw, {"msg_id": m + "-4b", "accessionNo": acc, "services": [line]})
+    assert (await order(http, gw, acc))["services"] == [line]
     # [] empties the lines
     await send(http, gw, {"msg_id": m + "-5", "accessionNo": acc, "services": []})
     view = await order(http, gw, acc)
