@@ -7,8 +7,23 @@ that into an HTTP answer is the gateway's job (SPEC §2).
 
 from __future__ import annotations
 
+from .form import bind_form
+from .jsonnet import bind_json
 from .media import Format, UnsupportedMediaTypeError, parse_content_type, select_format
-from .result import BindResult, bind
+from .result import BindResult
+from .xmlser import bind_xml
+
+
+def bind(fmt: Format, charset: str | None, body: bytes) -> BindResult:
+    """Bind a body already dispatched by `media.select_format`. Never raises."""
+    if not body:
+        return BindResult(None)  # Content-Length: 0 -> null model, no error (c04)
+    if fmt is Format.JSON:
+        return bind_json(body, charset)
+    if fmt is Format.XML:
+        return bind_xml(body, charset)
+    return bind_form(body)
+
 
 __all__ = [
     "BindResult",

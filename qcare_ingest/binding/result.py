@@ -1,11 +1,10 @@
-"""The binding result and the dispatcher over the three body formats."""
+"""The binding result: a model or None, plus ModelState errors."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..dto import QCareDto
-from .media import Format
 
 
 @dataclass
@@ -21,20 +20,3 @@ class BindResult:
 
     def add(self, path: str, message: str) -> None:
         self.errors.setdefault(path, []).append(message)
-
-
-def bind(fmt: Format, charset: str | None, body: bytes) -> BindResult:
-    """Bind a body already dispatched by `media.select_format`. Never raises."""
-    if not body:
-        return BindResult(None)  # Content-Length: 0 -> null model, no error (c04)
-    if fmt is Format.JSON:
-        from .jsonnet import bind_json
-
-        return bind_json(body, charset)
-    if fmt is Format.XML:
-        from .xmlser import bind_xml
-
-        return bind_xml(body, charset)
-    from .form import bind_form
-
-    return bind_form(body)
