@@ -444,8 +444,8 @@ def chart(out: dict[str, Any], path: Path) -> None:
         "naive DB\n1 conn",
         "gateway\nbare",
         "gateway",
-        *[f"drain\n{d['workers']} worker" for d in out["drain"]],
-        "end to end\nsaturation",
+        *[f"drain\n{d['workers']} proc." for d in out["drain"]],
+        "end to end\nsat.",
     ]
     values = [
         c["publish_pipelined_64_per_s"],
