@@ -22,6 +22,7 @@ messages one by one, so one bad message cannot hold back the others.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -320,7 +321,11 @@ UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = clock_ti
 _WRITE = _write_statement()
 
 
-def _changed(entities: dict[str, _Entity], types: dict[str, str], derive: Any) -> list[list[Any]]:
+def _changed(
+    entities: dict[str, _Entity],
+    types: dict[str, str],
+    derive: Callable[[dict[str, Any]], None],
+) -> list[list[Any]]:
     """Column arrays (key, columns…, versions, version, last msg) of the changed rows."""
     changed = {k: e for k, e in entities.items() if e.changed}
     for entity in changed.values():
