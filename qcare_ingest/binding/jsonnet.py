@@ -87,6 +87,8 @@ class _Binder:
     # -- metadata ---------------------------------------------------------
     def split_metadata(self, obj: _Obj, path: str) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
         """Leading metadata properties, then the rest (non-leading ones are plain, ignored)."""
+        if not obj or obj[0][0] not in _METADATA:
+            return {}, obj  # no metadata (the common case): nothing to split or copy
         meta: dict[str, Any] = {}
         i = 0
         while i < len(obj) and obj[i][0] in _METADATA and obj[i][0] not in meta:
@@ -243,9 +245,15 @@ class _Binder:
             canon = _SERVICE_EXACT.get(name) or _SERVICE_NAMES.get(name.lower())
             if canon is None:
                 continue
+            # the common cases first, as integer()/string() would bind them
             if canon in SERVICE_INT_FIELDS:
+                if type(value) is int and INT32_MIN <= value <= INT32_MAX:
+                    line[canon] = value
+                    continue
                 ok, number = self.integer(value, f"{path}.{name}")
                 line[canon] = number if ok else line.get(canon, 0)
+            elif value is None or type(value) is str:
+                line[canon] = value
             else:
                 ok, text = self.string(value, f"{path}.{name}")
                 line[canon] = text if ok else None
