@@ -1,13 +1,11 @@
-"""Building blocks of the benchmark: messages, prefill, drain, timing helpers."""
+"""Building blocks of the benchmark: messages, prefill, counting what was applied."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -64,24 +62,5 @@ async def count_applied(db: asyncpg.Pool | asyncpg.Connection, run: str) -> int:
     return int(n)
 
 
-async def wait_count(database_url: str, run: str, n: int, timeout: float) -> float:
-    """Seconds until n messages of `run` are in the inbox."""
-    conn = await asyncpg.connect(database_url)
-    started = time.perf_counter()
-    try:
-        while await count_applied(conn, run) < n:
-            if time.perf_counter() - started > timeout:
-                raise TimeoutError(f"{run}: not drained in {timeout}s")
-            await asyncio.sleep(0.05)
-        return time.perf_counter() - started
-    finally:
-        await conn.close()
-
-
 def new_run() -> str:
     return "b" + uuid.uuid4().hex[:8]
-
-
-def dump(path: str, data: dict[str, Any]) -> None:
-    with open(path, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
