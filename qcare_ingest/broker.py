@@ -112,11 +112,15 @@ class Publisher:
             log.info("broker connected", extra={"action": "broker_connected"})
             return self._topology
 
-    async def _drop(self) -> None:
+    def _forget(self) -> AbstractConnection | None:
+        """Drop the connection and what hangs off it; the caller closes what is returned."""
         conn, self._conn, self._topology, self._raw = self._conn, None, None, None
-        if conn is not None and not conn.is_closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+        return conn
+
+    async def _drop(self) -> None:
+        conn = self._forget()
+        if conn is not None:
+            await _close_quietly(conn)
 
     async def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
         self._inflight += 1
@@ -150,8 +154,8 @@ class Publisher:
         except (Exception, TimeoutError) as exc:
             # The channel state is unknown now: start over on the next publish.
             self._down_until = 0.0
-            if self._conn is not None:
-                conn, self._conn, self._topology, self._raw = self._conn, None, None, None
+            conn = self._forget()
+            if conn is not None:
                 task = asyncio.get_running_loop().create_task(_close_quietly(conn))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
@@ -177,5 +181,7 @@ class Publisher:
 
 
 async def _close_quietly(conn: AbstractConnection) -> None:
+    if conn.is_closed:
+        return
     with contextlib.suppress(Exception):
         await asyncio.wait_for(conn.close(), 2)
