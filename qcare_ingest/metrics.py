@@ -38,16 +38,18 @@ LAG = Histogram(
 )
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _REQUESTS: dict[tuple[str, str, int], Any] = {}
 _LATENCY: dict[str, Any] = {}
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:
-    """Count and time one request; the labelled children are looked up once per label set."""
-    key = (route, method, status)
+    """Count and time one request; the labelled children are looked up once per label set.
+    Any other method counts as OTHER: a client must not be able to grow the label set."""
+    key = (route, method if method in _METHODS else "OTHER", status)
     counter = _REQUESTS.get(key)
     if counter is None:
-        counter = _REQUESTS[key] = HTTP_REQUESTS.labels(route, method, str(status))
+        counter = _REQUESTS[key] = HTTP_REQUESTS.labels(key[0], key[1], str(status))
     counter.inc()
     latency = _LATENCY.get(route)
     if latency is None:
