@@ -121,3 +121,46 @@ async def test_broker_down_gives_503_quickly_then_recovers(
         assert refused == 0  # a 503 means nothing was accepted
     finally:
         await proxy.stop()
+
+
+async def test_broker_that_stops_confirming_gives_503_within_the_timeout(
+    procs: Procs, test_env: RunEnv, http: aiohttp.ClientSession
+) -> None:
+    """RabbitMQ reachable but silent: the publish's deadline covers the confirm too."""
+    proxy = TcpProxy(*test_env.amqp_host_port)
+    await proxy.start()
+    try:
+        gw = procs.gateway(
+            QCARE_AMQP_URL=via(test_env.amqp_url, proxy.port), QCARE_PUBLISH_TIMEOUT="1"
+        )
+        await gw.ready(http)
+        run = uuid.uuid4().hex[:8]
+
+        async def post(i: int) -> tuple[int, dict[str, str]]:
+            async with http.post(
+                gw.url + UPDATE,
+                data=order(f"stall-{run}-{i}", f"S-{run}-{i}"),
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as resp:
+                return resp.status, dict(resp.headers)
+
+        assert (await post(0))[0] == 200
+        proxy.stall()
+        for i in range(1, 3):
+            started = time.monotonic()
+            status, headers = await post(i)
+            elapsed = time.monotonic() - started
+            assert status == 503
+            assert headers.get("Retry-After") == "5"
+            assert elapsed < 5, f"503 took {elapsed:.1f}s with a 1 s publish timeout"
+        assert any(e.get("action") == "publish_failed" for e in gw.events())
+
+        proxy.resume()
+
+        async def accepted() -> bool:
+            return (await post(3))[0] == 200
+
+        await wait_for(accepted, 20, interval=0.2, what="gateway publishing again")
+    finally:
+        await proxy.stop()

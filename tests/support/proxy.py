@@ -1,4 +1,5 @@
-"""A TCP proxy the test controls: cut every connection, refuse new ones, restore."""
+"""A TCP proxy the test controls: cut every connection, refuse new ones, restore; or stall
+(hold every byte, both ways, with the connections open) and resume."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -30,6 +33,7 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -53,6 +57,14 @@ class TcpProxy:
         self._tasks.difference_update(tasks)
         self._writers -= {writer, up_writer}
 
+    def stall(self) -> None:
+        """Keep every connection open but deliver nothing more, either way: a peer that
+        stopped answering (blackholed, or a broker blocked by a resource alarm)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     async def cut(self) -> None:
         """Stop listening (new connections are refused) and abort every open one."""
         if self._server is not None:
@@ -66,6 +78,7 @@ class TcpProxy:
         self._writers.clear()
 
     async def stop(self) -> None:
+        self.resume()
         await self.cut()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
