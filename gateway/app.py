@@ -19,6 +19,7 @@ from qcare_ingest.openapi import document
 from qcare_ingest.store import init_connection
 
 from . import views
+from .accepted_log import AcceptedLog
 from .views import CLIENT, POOL, PUBLISHER, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -109,12 +110,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     yield
     await publisher.close(grace=settings.shutdown_grace)
+    app[views.ACCEPTED].flush()
     await pool.close()
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[edge_middleware])
     app[SETTINGS] = settings
+    app[views.ACCEPTED] = AcceptedLog()
     app.cleanup_ctx.append(_resources)
     app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)
     app.router.add_get("/api/v1/qcare/messages/{msg_id}", views.get_message)

@@ -56,7 +56,13 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
 
     await wait_for(applied, 30, what="applied, read with the ops key")
     assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=auth) == 200
-    queued = [e for e in gw.events() if e.get("action") == "queued" and e.get("msg_id") == m]
+    queued = [
+        u
+        for e in gw.events()
+        if e.get("action") == "queued"
+        for u in e["updates"]
+        if u["msg_id"] == m
+    ]
     assert queued[0]["client"] == "qcare"  # logs say which client posted
     assert "k-qcare-123" not in gw.text()
 
