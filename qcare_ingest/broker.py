@@ -11,7 +11,9 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from yarl import URL
 
+from .amqp_io import CoalescingTransportFactory
 from .errors import PublishError
 from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
 
@@ -38,9 +40,14 @@ async def republish(
     )
 
 
-async def connect(url: str, timeout: float) -> AbstractConnection:
-    """A plain (non-robust) connection: callers own reconnection, so nothing hides a failure."""
-    return await asyncio.wait_for(aio_pika.connect(url, timeout=timeout), timeout)
+async def connect(url: str, timeout: float, coalesce: bool = False) -> AbstractConnection:
+    """A plain (non-robust) connection: callers own reconnection, so nothing hides a failure.
+    `coalesce`: frames written in one loop iteration go out in one send (amqp_io)."""
+    conn = aio_pika.Connection(URL(url))
+    if coalesce:
+        conn.kwargs["transport_factory"] = CoalescingTransportFactory()
+    await asyncio.wait_for(conn.connect(timeout=timeout), timeout)
+    return conn
 
 
 class Publisher:
@@ -96,7 +103,7 @@ class Publisher:
                 raise PublishError("RabbitMQ is unreachable (retrying shortly)")
             await self._drop()
             try:
-                self._conn = await connect(self.url, self.timeout)
+                self._conn = await connect(self.url, self.timeout, coalesce=True)
                 self._topology = await declare(self._conn, self.delivery_limit, self.delays)
                 raw = await self._topology.channel.get_underlay_channel()
                 assert isinstance(raw, aiormq.Channel)
