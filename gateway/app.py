@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from qcare_ingest import metrics
+from qcare_ingest import heap, metrics
 from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Network, Settings
 from qcare_ingest.db import create_pool
@@ -114,11 +114,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _settle_heap(app: web.Application) -> None:
+    heap.settle()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[edge_middleware])
     app[SETTINGS] = settings
     app[views.ACCEPTED] = AcceptedLog()
     app.cleanup_ctx.append(_resources)
+    app.on_startup.append(_settle_heap)  # after the resources: their objects are kept
     app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)
     app.router.add_get("/api/v1/qcare/messages/{msg_id}", views.get_message)
     app.router.add_get("/api/v1/qcare/orders/{accession_no}", views.get_order)

@@ -16,6 +16,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from qcare_ingest import heap
 from qcare_ingest.broker import connect
 from qcare_ingest.config import Settings
 from qcare_ingest.db import create_pool
@@ -86,6 +87,7 @@ class Worker:
         )
         url = f"http://{self.settings.worker_http_host}:{self.http_port}"
         log.info("probes listening", extra={"action": "probes", "url": url, "worker": self.id})
+        heap.settle()
         try:
             failures = 0
             while not self.stopping:
