@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -56,13 +57,17 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
 
     await wait_for(applied, 30, what="applied, read with the ops key")
     assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=auth) == 200
-    queued = [
-        u
-        for e in gw.events()
-        if e.get("action") == "queued"
-        for u in e["updates"]
-        if u["msg_id"] == m
-    ]
+
+    async def queued_line() -> list[dict[str, Any]]:
+        return [
+            u
+            for e in gw.events()
+            if e.get("action") == "queued"
+            for u in e["updates"]
+            if u["msg_id"] == m
+        ]
+
+    queued = await wait_for(queued_line, 10, what="the accepted update's log line")
     assert queued[0]["client"] == "qcare"  # logs say which client posted
     assert "k-qcare-123" not in gw.text()
 
