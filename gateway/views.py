@@ -114,7 +114,8 @@ async def update_xray_order(request: web.Request) -> web.Response:
             fmt,
             503,
             None,
-            "The update could not be queued right now; nothing was accepted. Retry later.",
+            "The update could not be queued right now. Retry later with the same msg_id: "
+            "an update is applied once, however often it is sent.",
             headers={"Retry-After": RETRY_AFTER_S},
         )
     done = time.perf_counter()
