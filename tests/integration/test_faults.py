@@ -11,9 +11,22 @@ import asyncpg
 
 from tests.conftest import Procs, RunEnv
 from tests.support.payloads import UPDATE, order
-from tests.support.procs import wait_for
+from tests.support.procs import Gateway, wait_for
 from tests.support.proxy import TcpProxy, via
 from tests.support.queues import queue_depth
+
+
+async def post_order(
+    http: aiohttp.ClientSession, gw: Gateway, msg_id: str, accession: str
+) -> tuple[int, dict[str, str]]:
+    """Status and headers; the client gives up after 30 s, so a hung gateway fails the test."""
+    async with http.post(
+        gw.url + UPDATE,
+        data=order(msg_id, accession),
+        headers={"Content-Type": "application/json"},
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as resp:
+        return resp.status, dict(resp.headers)
 
 
 async def test_sigkilled_worker_loses_nothing(
@@ -82,12 +95,7 @@ async def test_broker_down_gives_503_quickly_then_recovers(
         run = uuid.uuid4().hex[:8]
 
         async def post(i: int) -> tuple[int, dict[str, str]]:
-            async with http.post(
-                gw.url + UPDATE,
-                data=order(f"down-{run}-{i}", f"D-{run}-{i}"),
-                headers={"Content-Type": "application/json"},
-            ) as resp:
-                return resp.status, dict(resp.headers)
+            return await post_order(http, gw, f"down-{run}-{i}", f"D-{run}-{i}")
 
         assert (await post(0))[0] == 200
         await proxy.cut()
@@ -137,13 +145,7 @@ async def test_broker_that_stops_confirming_gives_503_within_the_timeout(
         run = uuid.uuid4().hex[:8]
 
         async def post(i: int) -> tuple[int, dict[str, str]]:
-            async with http.post(
-                gw.url + UPDATE,
-                data=order(f"stall-{run}-{i}", f"S-{run}-{i}"),
-                headers={"Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as resp:
-                return resp.status, dict(resp.headers)
+            return await post_order(http, gw, f"stall-{run}-{i}", f"S-{run}-{i}")
 
         assert (await post(0))[0] == 200
         proxy.stall()
