@@ -21,7 +21,7 @@ class JsonFormatter(logging.Formatter):
         self._stamp = ""
 
     def _ts(self, created: float) -> str:
-        # the same second's prefix is formatted once (every request logs a line)
+        # the same second's prefix is formatted once (a busy worker logs many lines a second)
         second = int(created)
         if second != self._second:
             self._second = second
@@ -61,7 +61,7 @@ def configure_logging(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter({"service": service}) if json_lines else TextFormatter())
     # The logging cookbook's "Optimization": no caller, thread or process lookup per record
-    # (lines carry their own fields); every request writes a line, so this is worth having.
+    # (lines carry their own fields): nothing here reads them.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
