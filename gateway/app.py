@@ -20,6 +20,7 @@ from qcare_ingest.store import init_connection
 
 from . import views
 from .accepted_log import AcceptedLog
+from .edge import BODY_TIMEOUT
 from .views import CLIENT, POOL, PUBLISHER, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ async def _settle_heap(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[edge_middleware])
     app[SETTINGS] = settings
+    app[BODY_TIMEOUT] = settings.body_timeout
     app[views.ACCEPTED] = AcceptedLog()
     app.cleanup_ctx.append(_resources)
     app.on_startup.append(_settle_heap)  # after the resources: their objects are kept

@@ -21,6 +21,7 @@ from qcare_ingest.errors import PublishError
 from qcare_ingest.views import message_view, order_view
 
 from .accepted_log import AcceptedLog
+from .edge import read_body
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _refuse(
 
 async def update_xray_order(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    body = await request.read()  # 413 above client_max_size
+    body = await read_body(request)  # 408 past the deadline, 413 above client_max_size
     fmt: Format | None = None
     if not body:
         result = BindResult(None)  # Content-Length: 0, any type: null model (c04)

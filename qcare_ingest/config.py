@@ -8,6 +8,7 @@ config` prints: secrets never leave the process whole.
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -42,12 +43,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
+def _mask_one(url: str) -> str:
+    try:
+        parts = urlsplit(url.strip())
+        password = parts.password
+    except ValueError:
+        return "****"  # not a URL we can take apart: show nothing of it
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:****@{hostport}"
+    query = "&".join(
+        f"{name}=****" if _SECRET_PARAM.search(name) else f"{name}{sep}{value}"
+        for name, sep, value in (p.partition("=") for p in parts.query.split("&") if p)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def _mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """Every password of a URL (or a comma-separated list of them) masked: the user-info's
+    and any query parameter named like one (`password`, `sslpassword`, `token`, ...)."""
+    return ",".join(_mask_one(part) for part in url.split(","))
 
 
 class Settings(BaseSettings):
@@ -64,6 +84,9 @@ class Settings(BaseSettings):
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = Field(default=0, ge=0, le=65535)
     publish_timeout: float = Field(default=5.0, gt=0)
+    # the gateway's defences against slow or numerous clients
+    body_timeout: float = Field(default=30.0, gt=0)  # seconds to receive a request body
+    max_connections: int = Field(default=1000, ge=1)  # concurrent client connections
     shutdown_grace: float = Field(default=20.0, gt=0)
     delivery_limit: int = Field(default=5, ge=1)
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (10, 60, 600)

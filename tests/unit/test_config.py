@@ -46,3 +46,26 @@ def test_cli_overrides_are_validated_like_the_environment() -> None:
         base.with_overrides(worker_concurrency=0)
     with pytest.raises(ConfigError, match="QCARE_HTTP_PORT"):
         base.with_overrides(http_port=99999)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://qcare:s3cr3t@db:5432/qcare",
+        "postgresql://qcare@db:5432/qcare?password=s3cr3t",
+        "postgresql://db/qcare?sslmode=verify-full&sslpassword=s3cr3t&application_name=x",
+        "postgresql://qcare:p%40ss@db/qcare?PASSWORD=s3cr3t&passfile=/x",
+        "amqp://user:s3cr3t@a:5672/,amqp://user:s3cr3t@b:5672/",
+        "amqp://user:s3cr3t@[::1:5672/",  # not parseable: nothing of it is shown
+    ],
+)
+def test_config_masks_every_password_in_a_url(url: str) -> None:
+    masked = Settings.from_env({"QCARE_DATABASE_URL": url}).masked()["QCARE_DATABASE_URL"]
+    assert "s3cr3t" not in masked
+    assert "p%40ss" not in masked
+
+
+def test_config_keeps_what_is_not_secret() -> None:
+    url = "postgresql://qcare:pw@db:5432/qcare?sslmode=verify-full&password=pw"
+    masked = Settings.from_env({"QCARE_DATABASE_URL": url}).masked()["QCARE_DATABASE_URL"]
+    assert masked == "postgresql://qcare:****@db:5432/qcare?sslmode=verify-full&password=****"
