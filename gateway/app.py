@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.body_timeout
     app[views.ACCEPTED] = AcceptedLog()
+    app[views.BIG_BINDS] = asyncio.Semaphore(2)
     app.cleanup_ctx.append(_resources)
     app.on_startup.append(_settle_heap)  # after the resources: their objects are kept
     app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)

@@ -18,6 +18,7 @@ from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Settings
 from qcare_ingest.envelope import H_CLIENT, Envelope, now_utc
 from qcare_ingest.errors import PublishError
+from qcare_ingest.limits import MAX_MESSAGE_BYTES
 from qcare_ingest.views import message_view, order_view
 
 from .accepted_log import AcceptedLog
@@ -32,6 +33,8 @@ ACCEPTED = web.AppKey("accepted", AcceptedLog)
 CLIENT = "qcare.client"
 
 OFFLOAD_BYTES = 64 * 1024  # bind big bodies in a thread so the loop keeps serving
+BIG_BINDS = web.AppKey("big_binds", asyncio.Semaphore)
+LOGGED_FIELDS = 20  # ModelState keys named in a refusal's log line
 RETRY_AFTER_S = "5"
 
 
@@ -78,15 +81,18 @@ async def update_xray_order(request: web.Request) -> web.Response:
         except UnsupportedMediaTypeError as exc:
             return _refuse(request, None, 415, None, exc.message)
         if len(body) > OFFLOAD_BYTES:
-            result = await asyncio.to_thread(bind, fmt, charset, body)
+            async with request.app[BIG_BINDS]:  # bounds the memory and CPU they take at once
+                result = await asyncio.to_thread(bind, fmt, charset, body)
         else:
             result = bind(fmt, charset, body)
     model_state = problems(result)
     if model_state is not None or result.model is None:
+        fields = sorted(model_state or {})
         log.info(
             "request refused",
-            extra={"action": "refused", "status": 400, "fields": sorted(model_state or {})},
-        )
+            extra={"action": "refused", "status": 400, "fields": fields[:LOGGED_FIELDS],
+                   "field_count": len(fields)},
+        )  # fmt: skip
         return _refuse(request, fmt, 400, model_state)
     dto = result.model
     assert dto.msg_id is not None
@@ -96,7 +102,13 @@ async def update_xray_order(request: web.Request) -> web.Response:
         body=dto.encode(),
         dto=dto,
         content_type=request.headers.get("Content-Type"),
+        warnings=tuple(result.warnings),
     )
+    if len(env.body) > MAX_MESSAGE_BYTES:  # the limits make this impossible; never publish it
+        log.error(
+            "message over the size bound", extra={"action": "oversize", "bytes": len(env.body)}
+        )
+        return _refuse(request, fmt, 400, {"dto": ["The update is larger than a message may be."]})
     headers = env.headers()
     client = request.get(CLIENT)
     if client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
+from . import limits
 from .binding import BindResult
 
 PARAM = "dto"
@@ -20,8 +21,9 @@ def problems(result: BindResult) -> dict[str, list[str]] | None:
         return {PARAM: ["The request body is empty or null: send a QCareDto object."]}
     if model.msg_id is None or not model.msg_id.strip():
         return {f"{PARAM}.msg_id": ["msg_id is required: every update needs its own id."]}
-    if len(model.msg_id) > 200:
-        return {f"{PARAM}.msg_id": ["msg_id is longer than 200 characters."]}
+    over = limits.check(model)
+    if over:
+        return {f"{PARAM}.{k}": v for k, v in over.items()}
     if not model.has_target():
         return {PARAM: ["Nothing to apply the update to: send hkid, passno or accessionNo."]}
     return None

@@ -19,6 +19,8 @@ from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
 
+MAX_SHORTSTR = 255  # bytes: AMQP message-id and other short strings
+
 
 async def republish(
     exchange: AbstractExchange,
@@ -130,6 +132,10 @@ class Publisher:
             await _close_quietly(conn)
 
     async def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
+        if len(message_id.encode("utf-8", "surrogatepass")) > MAX_SHORTSTR:
+            # checked before the channel is touched: a frame that cannot be marshalled must
+            # not cost the shared connection (limits.py keeps msg_id within this)
+            raise ValueError("message_id is longer than an AMQP short string (255 bytes)")
         self._inflight += 1
         self._idle.clear()
         deadline = time.monotonic() + self.timeout

@@ -18,12 +18,14 @@ _ISO = re.compile(
     r"""^\s*(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})
         (?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:\.(?P<f>\d{1,7}))?)?
            (?P<tz>Z|[+-]\d{2}:?\d{2})?)?\s*$""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,  # ASCII digits only: int() would read "٣" too
 )
-_MS_DATE = re.compile(r"^\s*\\?/Date\((?P<ms>-?\d+)(?P<tz>[+-]\d{4})?\)\\?/\s*$")
+# a long is at most 19 digits: never hand int() more (its limit is 4,300)
+_MS_DATE = re.compile(r"^\s*\\?/Date\((?P<ms>-?\d{1,19})(?P<tz>[+-]\d{4})?\)\\?/\s*$", re.ASCII)
 _US_DATE = re.compile(
     r"^\s*(?P<mo>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{4})"
-    r"(?:\s+(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?)?\s*$"
+    r"(?:\s+(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?)?\s*$",
+    re.ASCII,
 )
 
 
@@ -91,7 +93,7 @@ def parse_dotnet(text: str, *, xml: bool = False) -> DotNetDate | None:
     return None
 
 
-_STUDY_TIME = re.compile(r"^\s*(\d{2}):?(\d{2})(?::?(\d{2}))?\s*$")
+_STUDY_TIME = re.compile(r"^\s*(\d{2}):?(\d{2})(?::?(\d{2}))?\s*$", re.ASCII)
 
 
 def parse_study_time(text: str | None) -> time | None:
@@ -107,13 +109,20 @@ def parse_study_time(text: str | None) -> time | None:
         return None
 
 
-def to_instant(parsed: DotNetDate, study_time: time | None = None) -> datetime:
-    """The instant the value names: no offset means Hong Kong wall-clock time."""
+def to_instant(parsed: DotNetDate, study_time: time | None = None) -> datetime | None:
+    """The instant the value names (no offset means Hong Kong wall-clock time), or None
+    when it cannot be one: .NET's DateTime.MinValue in Hong Kong time, or MaxValue with a
+    negative offset, lies outside what UTC (and Python) can hold. Callers keep the text."""
     value = parsed.value
     if parsed.date_only and study_time is not None:
         value = datetime.combine(value.date(), study_time, value.tzinfo)
     if value.tzinfo is None:
         value = value.replace(tzinfo=HONG_KONG)
+    try:
+        value.astimezone(UTC)
+        value.astimezone(HONG_KONG)  # reads show it in Hong Kong time
+    except OverflowError:
+        return None
     return value
 
 

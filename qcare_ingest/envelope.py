@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -14,6 +15,9 @@ H_RECEIVED_AT = "x-qcare-received-at"  # gateway receipt, ISO 8601 µs, UTC: the
 H_CONTENT_TYPE = "x-qcare-content-type"  # the request's original Content-Type
 H_CLIENT = "x-qcare-client"  # the API key name that posted it
 H_ATTEMPT = "x-qcare-attempt"  # delay-queue round (0 on first delivery)
+H_WARNINGS = "x-qcare-warnings"  # what the gateway changed to make the update storable
+
+MAX_WARNINGS = 32
 
 
 def now_utc() -> datetime:
@@ -34,6 +38,7 @@ class Envelope:
     dto: QCareDto
     content_type: str | None = None
     attempt: int = 0
+    warnings: tuple[str, ...] = ()  # the gateway's, stored with the message's own
 
     # Derived once: the batch merge compares versions per field and digests per duplicate.
     @cached_property
@@ -50,6 +55,8 @@ class Envelope:
         }
         if self.content_type is not None:
             headers[H_CONTENT_TYPE] = self.content_type[:200]
+        if self.warnings:
+            headers[H_WARNINGS] = json.dumps(self.warnings[:MAX_WARNINGS])
         return headers
 
     @classmethod
@@ -81,4 +88,18 @@ class Envelope:
             dto=dto,
             content_type=str(ctype) if ctype is not None else None,
             attempt=attempt if isinstance(attempt, int) else 0,
+            warnings=_warnings(headers.get(H_WARNINGS)),
         )
+
+
+def _warnings(raw: Any) -> tuple[str, ...]:
+    """The gateway's warnings header: a JSON list of strings; anything else is ignored."""
+    if raw is None:
+        return ()
+    try:
+        items = json.loads(raw)
+    except (ValueError, TypeError):
+        return ()
+    if not isinstance(items, list):
+        return ()
+    return tuple(str(item)[:300] for item in items[:MAX_WARNINGS])

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import __version__
+from . import __version__, limits
 from .api_models import (
     InvalidRequest,
     Liveness,
@@ -20,6 +20,7 @@ from .api_models import (
 from .dto import DTO_FIELDS, SERVICE_FIELDS, QCareDto
 
 REF = "#/components/schemas/{model}"
+NO_CONTROL = r"[^\u0000-\u001f\u007f-\u009f]"  # a character an identifier may hold
 JSON_TYPES = ("application/json", "text/json", "text/html")
 XML_TYPES = ("application/xml", "text/xml")
 FORM = "application/x-www-form-urlencoded"
@@ -43,12 +44,7 @@ def _request_schema(schemas: dict[str, Any]) -> dict[str, Any]:
     dto = copy.deepcopy(schemas["QCareDto"])
     dto.pop("additionalProperties", None)  # unknown properties are ignored, as before
     dto["required"] = ["msg_id"]
-    dto["properties"]["msg_id"] = {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 200,
-        "pattern": r"\S",
-    }
+    dto["properties"]["msg_id"] = {"type": "string", "minLength": 1}
     nonblank = {"type": "string", "pattern": r"\S"}
     dto["anyOf"] = [
         {"properties": {key: nonblank}, "required": [key]}
@@ -67,7 +63,24 @@ def _request_schema(schemas: dict[str, Any]) -> dict[str, Any]:
     )
     line = copy.deepcopy(schemas["ServicesInfo"])
     line.pop("additionalProperties", None)
+    _limit(dto["properties"], limits.DTO_LIMITS)
+    _limit(line["properties"], limits.SERVICE_LIMITS)
+    dto["properties"]["services"]["maxItems"] = limits.MAX_SERVICE_LINES
+    dto["properties"]["msg_id"]["pattern"] = (
+        rf"^{NO_CONTROL}*[^\s\u0000-\u001f\u007f-\u009f]{NO_CONTROL}*$"
+    )
     return {"QCareDtoRequest": dto, "ServicesInfoRequest": line}
+
+
+def _limit(props: dict[str, Any], table: dict[str, limits.TextLimit]) -> None:
+    """maxLength counts characters (code points) as limits.py does; the byte limit is an
+    extension keyword, since JSON Schema has none."""
+    for name, limit in table.items():
+        prop = props.setdefault(name, {"type": "string"})
+        prop["maxLength"] = limit.chars
+        prop["x-maxUtf8Bytes"] = limit.utf8_bytes
+        if limit.identifier:
+            prop["pattern"] = f"^{NO_CONTROL}*$"
 
 
 def _xml_schema(request: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +106,10 @@ def _xml_schema(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _form_schema() -> dict[str, Any]:
-    props = {canon: {"type": "string"} for canon in DTO_FIELDS.values() if canon != "services"}
+    props: dict[str, Any] = {
+        canon: {"type": "string"} for canon in DTO_FIELDS.values() if canon != "services"
+    }
+    _limit(props, limits.DTO_LIMITS)
     return {
         "QCareDtoForm": {
             "type": "object",
@@ -152,8 +168,15 @@ def _intake() -> dict[str, Any]:
         },
         "responses": {
             "200": _json("Queued: RabbitMQ confirmed the persistent message", "Queued"),
-            "400": {"description": "Binding errors, or nothing usable", "content": invalid},
+            "400": {
+                "description": "Binding errors, a value over its limit (maxLength, "
+                "x-maxUtf8Bytes, maxItems; whole numbers past Int32; more than "
+                f"{limits.MAX_JSON_CONTAINERS} JSON objects and arrays or "
+                f"{limits.MAX_XML_TAGS} XML tags), or nothing usable",
+                "content": invalid,
+            },
             **AUTH,
+            "408": _problem("The body did not arrive within QCARE_BODY_TIMEOUT seconds"),
             "413": {"description": "Body over 4 MiB", "content": TEXT},
             "415": _problem("Missing or unsupported Content-Type", "application/xml"),
             "503": UNAVAILABLE,

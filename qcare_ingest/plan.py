@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dates import parse_dob, parse_dotnet, parse_study_time
+from .dates import parse_dob, parse_dotnet, parse_study_time, to_instant
 from .dto import QCareDto
 from .normalize import hkid_valid, mask_id, normalise_gender, normalise_hkid, patient_key
 
@@ -81,13 +81,19 @@ def make_plan(dto: QCareDto) -> Plan:
         plan.order["services"] = services
         plan.order["patient"] = key
         parsed = parse_dotnet(dto.studyDate) if dto.studyDate else None
+        study_time = parse_study_time(dto.studyTime)
         if (
             parsed is not None
             and parsed.date_only
             and _present(dto.studyTime)
-            and parse_study_time(dto.studyTime) is None
+            and study_time is None
         ):
             warnings.append("studyTime could not be parsed (HH:mm[:ss]); studyDate used alone")
+        if parsed is not None and to_instant(parsed, study_time) is None:
+            warnings.append(
+                "studyDate lies outside the instants UTC can hold (.NET's MinValue or "
+                "MaxValue with an offset); kept as sent, without an instant"
+            )
     elif dto.services is not None or _present(dto.studyDate):
         warnings.append("order fields were ignored: the message has no accessionNo")
     return plan

@@ -141,7 +141,7 @@ async def apply_batch(conn: Conn, envs: list[Envelope]) -> list[Result]:
         if first != i:
             same = envs[first].digest == env.digest
             results[i] = Outcome("duplicate") if same else _conflict()
-    plans = {i: make_plan(envs[i].dto) for i in primary.values()}
+    plans = {i: plan_for(envs[i]) for i in primary.values()}
     async with conn.transaction():
         claimed = await _claim(conn, envs, plans)
         unclaimed = [i for i in primary.values() if envs[i].msg_id not in claimed]
@@ -164,6 +164,13 @@ async def apply_batch(conn: Conn, envs: list[Envelope]) -> list[Result]:
             for i, outcome in zip(work, outcomes, strict=True):
                 results[i] = outcome
     return [r if r is not None else Outcome("duplicate") for r in results]
+
+
+def plan_for(env: Envelope) -> Plan:
+    """The update's plan, with the gateway's warnings (made storable) before its own."""
+    plan = make_plan(env.dto)
+    plan.warnings[:0] = env.warnings
+    return plan
 
 
 def _conflict() -> ConflictError:
@@ -367,7 +374,7 @@ async def record_failure(conn: Conn, env: Envelope, status: str, error: str) -> 
             env.received_at,
         )
         return
-    plan = make_plan(env.dto)
+    plan = plan_for(env)
     await conn.execute(
         """INSERT INTO inbox (msg_id, body_sha256, received_at, status, accession_no,
                               patient_key, warnings, error, attempts)

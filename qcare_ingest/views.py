@@ -51,6 +51,8 @@ def study_date_iso(raw: str | None, raw_time: str | None) -> str | None:
     if parsed is None:
         return raw
     instant = to_instant(parsed, parse_study_time(raw_time))
+    if instant is None:
+        return raw  # no instant can hold it (.NET's extremes): the text as sent
     if parsed.value.tzinfo is not None and "/Date(" in raw:
         instant = instant.astimezone(HONG_KONG)
     frac = ""

@@ -7,6 +7,7 @@ that into an HTTP answer is the gateway's job (SPEC §2).
 
 from __future__ import annotations
 
+from ..limits import make_storable
 from .form import bind_form
 from .jsonnet import bind_json
 from .media import Format, UnsupportedMediaTypeError, parse_content_type, select_format
@@ -15,14 +16,19 @@ from .xmlser import bind_xml
 
 
 def bind(fmt: Format, charset: str | None, body: bytes) -> BindResult:
-    """Bind a body already dispatched by `media.select_format`. Never raises."""
+    """Bind a body already dispatched by `media.select_format`. Never raises.
+    What no store can hold (unpaired surrogates, NUL) comes back as U+FFFD, with warnings."""
     if not body:
         return BindResult(None)  # Content-Length: 0 -> null model, no error (c04)
     if fmt is Format.JSON:
-        return bind_json(body, charset)
-    if fmt is Format.XML:
-        return bind_xml(body, charset)
-    return bind_form(body)
+        result = bind_json(body, charset)
+    elif fmt is Format.XML:
+        result = bind_xml(body, charset)
+    else:
+        result = bind_form(body)
+    if result.model is not None:
+        result.model, result.warnings = make_storable(result.model)
+    return result
 
 
 __all__ = [

@@ -8,13 +8,13 @@ from urllib.parse import unquote_plus
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
+from ..limits import MAX_SERVICE_LINES, parse_int_text
 from .echo import quote_date, quote_number
 from .result import BindResult
 
 MAX_KEYS = 1000
 _JQUERY_NAMED = re.compile(r"\[([^\]\d][^\]]*)\]")  # a[b] -> a.b (a[0] stays)
 _INDEX = re.compile(r"^services\[([^\]]*)\](?:\.(.*))?$")
-_INT = re.compile(r"^\s*[+-]?\d+\s*$")
 
 _DTO_NAMES = {name.lower(): name for name in DTO_FIELDS}
 _SERVICE_NAMES = {name.lower(): name for name in SERVICE_FIELDS}
@@ -78,7 +78,8 @@ def bind_form(body: bytes) -> BindResult:
             )
             continue
         fields[canon] = value
-    indices = _indices(all_pairs)
+    # never bind more lines than the limit lets through (limits.check refuses those)
+    indices = _indices(all_pairs)[: MAX_SERVICE_LINES + 1]
     if indices:
         fields["services"] = [_service(pairs, index, result) for index in indices]
     result.model = QCareDto(**fields)
@@ -98,8 +99,8 @@ def _service(pairs: dict[str, str], index: str, result: BindResult) -> dict[str,
             line[canon] = value
         elif value is None:
             result.add(path, "A value is required.")
-        elif not _INT.match(value) or not INT32_MIN <= int(value) <= INT32_MAX:
+        elif (number := parse_int_text(value)) is None or not INT32_MIN <= number <= INT32_MAX:
             result.add(path, f"The value {quote_number(value, 'sent')} is not valid for {cs_name}.")
         else:
-            line[canon] = int(value)
+            line[canon] = number
     return line

@@ -14,12 +14,12 @@ from typing import Any
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
+from ..limits import MAX_INT_DIGITS, MAX_JSON_CONTAINERS, MAX_SERVICE_LINES, parse_int_text
 from .echo import quote_date, quote_number
 from .result import BindResult
 from .text import BodyDecodeError, decode_body
 
 MAX_DEPTH = 256
-_INT_TEXT = re.compile(r"^\s*[+-]?\d+\s*$")
 _METADATA = ("$id", "$ref", "$type", "$values")
 
 _DTO_NAMES = {name.lower(): canon for name, canon in DTO_FIELDS.items()}
@@ -38,7 +38,18 @@ class _Num(str):
     Integers stay ints: their text is str(int), as Json.NET writes them."""
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_Obj, parse_float=_Num, parse_constant=_Num)
+class _BigInt(_Num):
+    """An integer literal too long for int() to be worth calling (or allowed: it stops at
+    4,300 digits); as a string it is its text, as an Int32 it is out of range."""
+
+
+def _int_literal(text: str) -> int | _BigInt:
+    return int(text) if len(text) <= MAX_INT_DIGITS else _BigInt(text)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_Obj, parse_float=_Num, parse_constant=_Num, parse_int=_int_literal
+)
 
 
 def _describe(value: Any) -> str:
@@ -66,6 +77,15 @@ def _too_deep(root: Any) -> bool:
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node if isinstance(v, list))
     return False
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _containers(text: str) -> int:
+    """Objects and arrays in the text: brackets outside strings."""
+    bare = _STRING.sub("", text)
+    return bare.count("[") + bare.count("{")
 
 
 def parse(text: str) -> Any:
@@ -138,16 +158,16 @@ class _Binder:
         return False, None
 
     def integer(self, value: Any, path: str) -> tuple[bool, int]:
-        text: str | None = None
+        number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
-            text = str(value)
-        elif isinstance(value, str) and not isinstance(value, _Num):
-            text = value if _INT_TEXT.match(value) else None
-        if text is not None:
-            number = int(text)
+            number = value
+        elif isinstance(value, _BigInt) or (isinstance(value, str) and not isinstance(value, _Num)):
+            number = parse_int_text(value)
+        if number is not None:
             if INT32_MIN <= number <= INT32_MAX:
                 return True, number
-            self.error(path, f"The value {quote_number(text.strip())} is outside the Int32 range")
+            text = str(value).strip()
+            self.error(path, f"The value {quote_number(text)} is outside the Int32 range")
             return False, 0
         shown = quote_number(value) if isinstance(value, str) else _describe(value)
         self.error(path, f"Expected a whole number (Int32) but got {shown}")
@@ -216,7 +236,8 @@ class _Binder:
         else:
             self.error(path, f"Expected an array of ServicesInfo but got {_describe(value)}")
             return None
-        for index, item in enumerate(items):
+        # never bind more lines than the limit lets through (limits.check refuses those)
+        for index, item in enumerate(items[: MAX_SERVICE_LINES + 1]):
             ok, line = self.service(item, f"{path}[{index}]")
             if ok:
                 lines.append(line)
@@ -269,6 +290,11 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
         return result
     if not text.strip():
         return result  # whitespace only: null model, no error (j24)
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_JSON_CONTAINERS and _containers(text) > MAX_JSON_CONTAINERS:
+        # 4 MiB of "{}," would be 1.4 million objects: 250 MB for nothing a DTO can hold
+        result.add("", f"The JSON holds more than {MAX_JSON_CONTAINERS} objects and arrays")
+        return result
     try:
         root = parse(text)
     except json.JSONDecodeError as exc:
@@ -280,7 +306,7 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
         result.add("", f"The JSON is nested deeper than {MAX_DEPTH} levels")
         return result
     # a document can only nest deeper than MAX_DEPTH with more brackets than that
-    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(root):
+    if brackets > MAX_DEPTH and _too_deep(root):
         result.add("", f"The JSON is nested deeper than {MAX_DEPTH} levels")
         return result
     if root is None:

@@ -13,6 +13,7 @@ class BindResult:
 
     model: QCareDto | None
     errors: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what was changed to store it
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,7 @@ from defusedxml.ElementTree import fromstring
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
+from ..limits import MAX_SERVICE_LINES, MAX_XML_TAGS, parse_int_text
 from .echo import quote_date, quote_number
 from .result import BindResult
 from .text import BodyDecodeError, body_encoding, decode_body
@@ -23,7 +24,6 @@ MAX_DEPTH = 256
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _DECL = re.compile(r"^\s*<\?xml\s[^>]*?\?>")
 _DECL_ENCODING = re.compile(r"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-_XSD_INT = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
 class XmlBindError(ValueError):
@@ -71,10 +71,10 @@ def _scalar(elem: ET.Element, name: str) -> str | None:
 
 def _int(elem: ET.Element, name: str) -> int:
     text = _scalar(elem, name)
-    if text is None or not _XSD_INT.match(text):
+    value = parse_int_text(text) if text is not None else None
+    if text is None or value is None:
         shown = "an empty element" if not text else quote_number(text)
         raise XmlBindError(f"<{name}> must be a whole number (Int32), got {shown}")
-    value = int(text)
     if not INT32_MIN <= value <= INT32_MAX:
         raise XmlBindError(f"<{name}> is outside the Int32 range")
     return value
@@ -102,6 +102,8 @@ def _services(elem: ET.Element) -> list[dict[str, Any] | None] | None:
         return None
     lines: list[dict[str, Any] | None] = []
     for child in elem:
+        if len(lines) > MAX_SERVICE_LINES:
+            break  # never bind more than the limit lets through (limits.check refuses)
         if child.tag == "ServicesInfo":
             nil = child.get(XSI_NIL, "").strip() in ("true", "1")
             lines.append(None if nil else _service(child))
@@ -135,6 +137,8 @@ def bind_xml(body: bytes, charset: str | None) -> BindResult:
         text = decode_body(body, charset)
         utf16 = body_encoding(body, charset)[0] != "utf-8"
         text = _check_declaration(text, utf16)
+        if text.count("<") > MAX_XML_TAGS:
+            raise XmlBindError(f"The XML holds more than {MAX_XML_TAGS} tags")
         root = fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
         if not _depth_ok(root):
             raise XmlBindError(f"The XML is nested deeper than {MAX_DEPTH} levels")

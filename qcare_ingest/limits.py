@@ -1,0 +1,174 @@
+"""What one update may hold, checked at the gateway before anything is published (issue 12).
+
+Every string field has a length in characters (code points) and in UTF-8 bytes; `msg_id`
+and `accessionNo` also refuse control characters (they travel as the AMQP message-id,
+a 255-byte short string, and are primary keys). A message has at most
+`MAX_SERVICE_LINES` service lines, however they were written (`$ref`, `$values`,
+repeated form indices), so the canonical message is never larger than
+`MAX_MESSAGE_BYTES`, whatever the request body.
+
+Two characters cannot be stored at all: an unpaired UTF-16 surrogate (a .NET string
+cut through an emoji) and NUL (PostgreSQL text). The old server took both, so outside
+the two identifiers they are replaced with U+FFFD and the message carries a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .dto import QCareDto, ServicesInfo
+
+
+@dataclass(frozen=True)
+class TextLimit:
+    chars: int
+    utf8_bytes: int
+    identifier: bool = False  # no control characters
+
+    def problem(self, value: str) -> str | None:
+        """Why `value` is refused, or None. The value itself is never quoted."""
+        if len(value) > self.chars:
+            return f"is longer than {self.chars} characters ({len(value)})"
+        if not value.isascii():
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > self.utf8_bytes:
+                return f"is longer than {self.utf8_bytes} bytes in UTF-8 ({size})"
+        if self.identifier and _NOT_IN_ID.search(value):
+            return "must not contain control characters or unpaired UTF-16 surrogates"
+        return None
+
+
+_ID = TextLimit(64, 255)
+_SHORT = TextLimit(200, 800)
+_LONG = TextLimit(1000, 4000)
+
+DTO_LIMITS: dict[str, TextLimit] = {
+    "msg_id": TextLimit(200, 255, identifier=True),
+    "accessionNo": TextLimit(64, 255, identifier=True),
+    "hkid": TextLimit(32, 128),
+    "passno": TextLimit(32, 128),
+    "name": _SHORT,
+    "gender": TextLimit(32, 128),
+    "dob": TextLimit(64, 256),
+    "studyDate": TextLimit(64, 256),
+    "studyTime": TextLimit(32, 128),
+    "location": _SHORT,
+    "chitno": _ID,
+    "plan_type": _ID,
+    "ref_doctor": _SHORT,
+    "ref_clinic_fullname": _LONG,
+    "csCode": _ID,
+    "modality": _ID,
+    "address": _LONG,
+    "refClinicFullname": _LONG,
+    "examClinicFullName": _LONG,
+}
+SERVICE_LIMITS: dict[str, TextLimit] = {
+    "studyDesc": TextLimit(500, 2000),
+    "bodypart": TextLimit(100, 400),
+}
+MAX_SERVICE_LINES = 100
+# A body is parsed whole before it is bound: these bound what parsing can build (a DTO
+# needs about a hundred of either; 4 MiB of "{}," would be 1.4 million objects).
+MAX_JSON_CONTAINERS = 10_000  # objects and arrays
+MAX_XML_TAGS = 20_000  # every `<` counts: start and end tags, comments, instructions
+# Whole numbers: Int32 fields hold at most 10 digits; any longer literal is refused or,
+# bound to a string, limited as that string. Never parsed past this many digits.
+MAX_INT_DIGITS = 18
+# The largest canonical message the limits allow (JSON escapes a control character in
+# six bytes): tests/unit/test_limits.py builds it.
+MAX_MESSAGE_BYTES = 512 * 1024
+
+_NOT_IN_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def check(dto: QCareDto) -> dict[str, list[str]]:
+    """ModelState errors (keys are canonical field paths) for a bound model, or {}."""
+    errors: dict[str, list[str]] = {}
+    for name, limit in DTO_LIMITS.items():
+        value = getattr(dto, name)
+        if value is not None and (why := limit.problem(value)):
+            errors.setdefault(name, []).append(f"{name} {why}.")
+    services = dto.services or []
+    if len(services) > MAX_SERVICE_LINES:
+        errors["services"] = [
+            f"An update holds at most {MAX_SERVICE_LINES} service lines ({len(services)} sent)."
+        ]
+        return errors
+    for index, line in enumerate(services):
+        if line is None:
+            continue
+        for name, limit in SERVICE_LIMITS.items():
+            value = getattr(line, name)
+            if value is not None and (why := limit.problem(value)):
+                errors.setdefault(f"services[{index}].{name}", []).append(f"{name} {why}.")
+    return errors
+
+
+def _clean(value: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def _needs_cleaning(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.isascii():
+        return "\x00" in value
+    return _UNSTORABLE.search(value) is not None
+
+
+def make_storable(dto: QCareDto) -> tuple[QCareDto, list[str]]:
+    """The model with unpaired surrogates and NUL replaced by U+FFFD, and a warning per
+    field that had any (the field is named, its value is not)."""
+    changed: dict[str, Any] = {}
+    for name, limit in DTO_LIMITS.items():
+        if limit.identifier:
+            continue  # refused by check(), not changed: an id must arrive as it was sent
+        value = getattr(dto, name)
+        if _needs_cleaning(value):
+            changed[name] = _clean(value)
+    lines = dto.services or []
+    if any(line is not None and _line_needs_cleaning(line) for line in lines):
+        changed["services"] = [_clean_line(line) for line in lines]
+    if not changed:
+        return dto, []
+    warnings = [
+        f"{name}: an unpaired UTF-16 surrogate or NUL was stored as U+FFFD"
+        for name in changed
+        if name != "services"
+    ]
+    if "services" in changed:
+        warnings.append("services: an unpaired UTF-16 surrogate or NUL was stored as U+FFFD")
+    return dto.model_copy(update=changed), warnings
+
+
+def _line_needs_cleaning(line: ServicesInfo) -> bool:
+    return any(_needs_cleaning(getattr(line, name)) for name in SERVICE_LIMITS)
+
+
+def _clean_line(line: ServicesInfo | None) -> ServicesInfo | None:
+    if line is None or not _line_needs_cleaning(line):
+        return line
+    update = {
+        name: _clean(value) for name in SERVICE_LIMITS if (value := getattr(line, name)) is not None
+    }
+    return line.model_copy(update=update)
+
+
+def parse_int_text(text: str) -> int | None:
+    """The integer a decimal text names (`[+-]digits`, whitespace around), or None.
+    Magnitudes past MAX_INT_DIGITS digits come back as ±10**MAX_INT_DIGITS, outside
+    every range callers accept, so int()'s 4,300-digit limit is never reached."""
+    m = _INT_TEXT.match(text)
+    if m is None:
+        return None
+    digits = m[2].lstrip("0") or "0"
+    sign = -1 if m[1] == "-" else 1
+    magnitude: int = 10**MAX_INT_DIGITS if len(digits) > MAX_INT_DIGITS else int(digits)
+    return sign * magnitude
+
+
+_INT_TEXT = re.compile(r"^\s*([+-]?)(\d+)\s*$", re.ASCII)
