@@ -30,11 +30,9 @@ class TextLimit:
     def problem(self, value: str) -> str | None:
         """Why `value` is refused, or None. The value itself is never quoted."""
         if len(value) > self.chars:
-            return f"is longer than {self.chars} characters ({len(value)})"
-        if not value.isascii():
-            size = len(value.encode("utf-8", "surrogatepass"))
-            if size > self.utf8_bytes:
-                return f"is longer than {self.utf8_bytes} bytes in UTF-8 ({size})"
+            return f"is longer than {self.chars} characters"
+        if not value.isascii() and len(value.encode("utf-8", "surrogatepass")) > self.utf8_bytes:
+            return f"is longer than {self.utf8_bytes} bytes in UTF-8"
         if self.identifier and _NOT_IN_ID.search(value):
             return "must not contain control characters or unpaired UTF-16 surrogates"
         return None

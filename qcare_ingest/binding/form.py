@@ -13,6 +13,10 @@ from .echo import quote_date, quote_number
 from .result import BindResult
 
 MAX_KEYS = 1000
+MAX_RAW_KEY = 256  # percent-encoded: far longer than any field's key
+# A value cut here still decodes to more than any limit allows (16 KiB at least), so it is
+# refused as too long, as it would be whole.
+MAX_RAW_VALUE = 48 * 1024
 _JQUERY_NAMED = re.compile(r"\[([^\]\d][^\]]*)\]")  # a[b] -> a.b (a[0] stays)
 _INDEX = re.compile(r"^services\[([^\]]*)\](?:\.(.*))?$")
 
@@ -36,9 +40,13 @@ def parse_pairs(body: bytes) -> dict[str, list[str]]:
         if count > MAX_KEYS:
             raise TooManyKeysError
         raw_key, _, raw_value = segment.partition("=")
+        if len(raw_key) > MAX_RAW_KEY:
+            continue  # no field has such a name
         key = unquote_plus(raw_key, errors="replace")
         key = _JQUERY_NAMED.sub(r".\1", key).replace("[]", "")
-        values.setdefault(key.lower(), []).append(unquote_plus(raw_value, errors="replace"))
+        # unquote costs ~200 bytes per %XX: decode no more than any limit can let through
+        value = unquote_plus(raw_value[:MAX_RAW_VALUE], errors="replace")
+        values.setdefault(key.lower(), []).append(value)
     return values
 
 

@@ -79,7 +79,10 @@ def _too_deep(root: Any) -> bool:
     return False
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string, or an unterminated one running to the end: every `"` starts a match, so the
+# scan is linear (requiring the closing quote made `"\"\"\"…` quadratic). Unrolled
+# ("normal* (special normal*)*"): an alternation under * keeps state per character.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
 def _containers(text: str) -> int:
