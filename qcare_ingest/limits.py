@@ -14,6 +14,7 @@ the two identifiers they are replaced with U+FFFD and the message carries a warn
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -86,15 +87,21 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 def check(dto: QCareDto) -> dict[str, list[str]]:
     """ModelState errors (keys are canonical field paths) for a bound model, or {}."""
     errors: dict[str, list[str]] = {}
-    for name, limit in DTO_LIMITS.items():
-        value = getattr(dto, name)
-        if value is not None and (why := limit.problem(value)):
-            errors.setdefault(name, []).append(f"{name} {why}.")
+    values = dto.__dict__  # pydantic keeps the fields there; getattr costs more per field
+    texts = [values[name] or "" for name in _DTO_NAMES]
+    if not (
+        all(map(operator.le, map(len, texts), _DTO_CHARS))
+        and "".join(texts).isascii()  # then bytes = characters <= chars <= utf8_bytes
+        and (values["msg_id"] or "").isprintable()  # the identifiers (ASCII now): no controls
+        and (values["accessionNo"] or "").isprintable()
+    ):  # the common case passes in a few C calls; the rest is looked at field by field
+        for name, limit in DTO_LIMITS.items():
+            value = values[name]
+            if value is not None and (why := limit.problem(value)):
+                errors.setdefault(name, []).append(f"{name} {why}.")
     services = dto.services or []
     if len(services) > MAX_SERVICE_LINES:
-        errors["services"] = [
-            f"An update holds at most {MAX_SERVICE_LINES} service lines ({len(services)} sent)."
-        ]
+        errors["services"] = [f"An update holds at most {MAX_SERVICE_LINES} service lines."]
         return errors
     for index, line in enumerate(services):
         if line is None:
@@ -104,6 +111,11 @@ def check(dto: QCareDto) -> dict[str, list[str]]:
             if value is not None and (why := limit.problem(value)):
                 errors.setdefault(f"services[{index}].{name}", []).append(f"{name} {why}.")
     return errors
+
+
+_DTO_NAMES = tuple(DTO_LIMITS)
+_DTO_CHARS = tuple(limit.chars for limit in DTO_LIMITS.values())
+_CLEANABLE = tuple(name for name, limit in DTO_LIMITS.items() if not limit.identifier)
 
 
 def _clean(value: str) -> str:
@@ -121,13 +133,21 @@ def _needs_cleaning(value: str | None) -> bool:
 def make_storable(dto: QCareDto) -> tuple[QCareDto, list[str]]:
     """The model with unpaired surrogates and NUL replaced by U+FFFD, and a warning per
     field that had any (the field is named, its value is not)."""
-    changed: dict[str, Any] = {}
-    for name, limit in DTO_LIMITS.items():
-        if limit.identifier:
-            continue  # refused by check(), not changed: an id must arrive as it was sent
-        value = getattr(dto, name)
-        if _needs_cleaning(value):
-            changed[name] = _clean(value)
+    values = dto.__dict__
+    texts = [values[name] for name in _CLEANABLE if values[name] is not None]
+    texts += [
+        value
+        for line in dto.services or ()
+        if line is not None
+        for name in SERVICE_LIMITS
+        if (value := line.__dict__[name]) is not None
+    ]
+    if not _needs_cleaning("".join(texts)):
+        return dto, []  # the common case: one scan of all the text
+    # msg_id and accessionNo are refused by check(), not changed: an id arrives as sent
+    changed: dict[str, Any] = {
+        name: _clean(values[name]) for name in _CLEANABLE if _needs_cleaning(values[name])
+    }
     lines = dto.services or []
     if any(line is not None and _line_needs_cleaning(line) for line in lines):
         changed["services"] = [_clean_line(line) for line in lines]

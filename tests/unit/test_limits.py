@@ -105,3 +105,10 @@ def test_counting_brackets_is_linear_even_for_unterminated_strings() -> None:
     result = bind(*select_format("application/json"), body)
     assert result.model is None
     assert result.errors
+
+
+def test_the_fast_path_knows_every_identifier() -> None:
+    """check() tests the identifiers by name on its fast path."""
+    named = {name for name, limit in limits.DTO_LIMITS.items() if limit.identifier}
+    assert named == {"msg_id", "accessionNo"}
+    assert "control" in limits.check(QCareDto(msg_id="m", accessionNo="A\x7f"))["accessionNo"][0]
