@@ -4,6 +4,12 @@ Messages are read with basic.get and left unacked, so a reader that dies puts
 nothing at risk: the broker hands them back when the channel closes. Replay
 publishes to the main exchange, waits for the confirm, and only then acks the
 dead-lettered copy: a crash in between leaves a duplicate, which the inbox absorbs.
+
+Nothing from a message reaches the terminal raw (issue 12): `list` escapes control
+characters in msg_id, accession and reason (`\x1b`, `\u202e`) and cuts long values with
+a marker; `show` writes JSON whose strings escape them (`\u001b`, `\u202e`), so it still
+decodes to the message's own values. `show`, `replay` and `purge` take a msg_id as it
+is or as `list` printed it.
 """
 
 from __future__ import annotations
@@ -24,10 +30,16 @@ from .config import Settings, load_or_exit
 from .deadletter import H_ATTEMPTS, H_ERROR, H_LAST_FAILURE, H_REASON, H_REPLAYED
 from .envelope import H_ATTEMPT
 from .normalize import mask_id
+from .textsafe import escape_json, safe_text
 from .topology import DLQ, EXCHANGE, ROUTING_KEY, declare
 
 PERSONAL = ("hkid", "passno")
 NAMES = ("name",)
+# Characters of a value `list` shows: a whole msg_id (AMQP: at most 255 bytes), a whole
+# accessionNo (at most 64) with room for escapes.
+ID_SHOWN = 255
+ACCESSION_SHOWN = 128
+REASON_SHOWN = 40
 
 
 @dataclass
@@ -47,6 +59,17 @@ class Dead:
             if seconds >= size:
                 return f"{seconds // size}{unit}"
         return f"{seconds}s"
+
+
+def shown_id(msg_id: str) -> str:
+    """A msg_id as `list` prints it: control characters escaped."""
+    return safe_text(msg_id, ID_SHOWN)
+
+
+def by_id(dead: list[Dead], wanted: str) -> list[Dead]:
+    """The messages with msg_id `wanted`, or else those `list` printed as `wanted`."""
+    exact = [d for d in dead if d.msg_id == wanted]
+    return exact or [d for d in dead if shown_id(d.msg_id) == wanted]
 
 
 def _text(value: Any) -> str:
@@ -72,12 +95,16 @@ def describe(message: AbstractIncomingMessage) -> Dead:
             failed = datetime.fromisoformat(_text(stamp))
         except ValueError:
             failed = None
+        if failed is not None and failed.tzinfo is None:
+            failed = failed.replace(tzinfo=UTC)  # ours are UTC; a naive one cannot be compared
     elif isinstance(death.get("time"), datetime):
         failed = death["time"].replace(tzinfo=UTC)
     accession = None
     try:
         body = json.loads(message.body)
-        accession = body.get("accessionNo") if isinstance(body, dict) else None
+        found = body.get("accessionNo") if isinstance(body, dict) else None
+        if found is not None:
+            accession = found if isinstance(found, str) else json.dumps(found)
     except ValueError:
         pass
     return Dead(
@@ -124,7 +151,8 @@ def progress(done: int, total: int, out: TextIO) -> None:
 
 
 def _select(dead: list[Dead], ids: list[str], all_: bool, reason: str | None) -> list[Dead]:
-    chosen = [d for d in dead if all_ or d.msg_id in ids]
+    picked = {id(d) for wanted in ids for d in by_id(dead, wanted)}
+    chosen = [d for d in dead if all_ or id(d) in picked]
     if reason:
         chosen = [d for d in chosen if d.reason == reason]
     return chosen
@@ -161,18 +189,19 @@ def _list(dead: list[Dead], out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     out.write(f"{'msg_id':<40} {'accession':<20} {'reason':<20} {'attempts':>8} {'age':>6}\n")
     for d in dead:
+        accession = safe_text(d.accession, ACCESSION_SHOWN) if d.accession is not None else "-"
         out.write(
-            f"{d.msg_id[:40]:<40} {(d.accession or '-')[:20]:<20} "
-            f"{d.reason[:20]:<20} {d.attempts:>8} {d.age(now):>6}\n"
+            f"{shown_id(d.msg_id):<40} {accession:<20} "
+            f"{safe_text(d.reason, REASON_SHOWN):<20} {d.attempts:>8} {d.age(now):>6}\n"
         )
     err.write(f"{len(dead)} dead-lettered message(s)\n")
     return 0
 
 
 def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO) -> int:
-    found = [d for d in dead if d.msg_id == msg_id]
+    found = by_id(dead, msg_id)
     if not found:
-        err.write(f"no dead-lettered message with msg_id {msg_id!r}\n")
+        err.write(f"no dead-lettered message with msg_id {safe_text(msg_id, ID_SHOWN)}\n")
         return 1
     for d in found:
         headers = {
@@ -185,7 +214,8 @@ def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO) -> int:
             "headers": headers,
             "dto": masked_body(d.message.body),
         }
-        out.write(json.dumps(shown, indent=2, default=str, ensure_ascii=False) + "\n")
+        text = json.dumps(shown, indent=2, default=str, ensure_ascii=False)
+        out.write(escape_json(text) + "\n")
     return 0
 
 
@@ -209,12 +239,13 @@ async def _move(
         err.write(f"dlq {args.action}: name MSG_IDs or pass --all\n")
         return 2
     chosen = _select(dead, args.msg_ids, args.all, args.reason)
-    missing = set(args.msg_ids) - {d.msg_id for d in chosen}
+    missing = sorted(shown_id(w) for w in set(args.msg_ids) if not by_id(chosen, w))
     if missing:
-        err.write(f"not in the dead-letter queue: {', '.join(sorted(missing))}\n")
+        err.write(f"not in the dead-letter queue: {', '.join(missing)}\n")
     if args.dry_run:
         for d in chosen:
-            out.write(f"would {args.action} {d.msg_id} ({d.reason})\n")
+            reason = safe_text(d.reason, REASON_SHOWN)
+            out.write(f"would {args.action} {shown_id(d.msg_id)} ({reason})\n")
         err.write(f"{len(chosen)} message(s) would be {args.action}d\n")
         return 0
     if args.action == "replay":
