@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=20.0, gt=0)
     delivery_limit: int = Field(default=5, ge=1)
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (10, 60, 600)
+    # the rest of the retry policy (retry.RetryPolicy, decision.decide): tries of one
+    # message in the worker process (busy database, bug), their backoff and jitter
+    retry_tries: int = Field(default=4, ge=1, le=100)
+    retry_backoff: float = Field(default=0.05, ge=0)  # seconds after the 1st try, doubling
+    retry_backoff_max: float = Field(default=2.0, ge=0)
+    retry_jitter: float = Field(default=0.1, ge=0)  # up to this much more, at random
+    # waiting for an unreachable database (never counted as a try), and for RabbitMQ
+    db_wait: float = Field(default=0.2, gt=0)  # seconds, doubling
+    db_wait_max: float = Field(default=5.0, gt=0)
+    reconnect_wait: float = Field(default=0.5, gt=0)  # seconds, doubling
+    reconnect_wait_max: float = Field(default=10.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("api_keys", mode="before")

@@ -1,6 +1,14 @@
-"""One exception tree; each docstring is the default message."""
+"""One exception tree; each docstring is the default message.
+
+How each kind of failure is treated is decided in one place, `decision.decide()`.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .decision import FinalDecision
 
 
 class QcareError(Exception):
@@ -39,11 +47,20 @@ class DataRefusedError(PermanentError):
 
 
 class TransientError(QcareError):
-    """A per-message error that may succeed on retry (deadlock, serialization failure)."""
+    """The database is busy (deadlock, serialization failure, lock timeout); try again."""
 
 
 class InfrastructureError(QcareError):
     """PostgreSQL or RabbitMQ is unreachable; wait and try again, never dead-letter."""
+
+
+class GaveUp(QcareError):
+    """The tries in this process are over; `decision` says what becomes of the message."""
+
+    def __init__(self, error: Exception, decision: FinalDecision) -> None:
+        super().__init__(f"{type(error).__name__}: {type(decision).__name__}")
+        self.error = error
+        self.decision = decision
 
 
 class PublishError(QcareError):

@@ -1,11 +1,15 @@
-"""One delivery, from bytes to ack: decode, apply with retries, or park it (SPEC §3, §4).
+"""Deliveries of one channel, from bytes to settlement (SPEC §3, §4).
 
-The decision ladder (dramatiq's retries middleware, arq's Retry):
-    applied / stale / duplicate      -> ack (after the commit)
-    PermanentError                   -> dead-letter queue (confirmed), then ack
-    TransientError, retries used up  -> next delay queue (confirmed), then ack;
-                                        after the last delay, the dead-letter queue
-    InfrastructureError              -> wait with backoff and try again; never park
+A batch of consecutive deliveries is applied in one transaction, its tries run by the
+retry policy (`retry.RetryPolicy.call`); if it fails as a whole, its messages are done
+one by one, so only a bad message is parked. What becomes of each message is decided
+by `decision.decide()` alone and carried out here:
+
+    Ack         applied / stale / duplicate: acked after the commit (Settlement)
+    Delay       republished to the delay queue (confirmed), then acked
+    DeadLetter  republished to the dead-letter queue (confirmed), then acked, then
+                recorded in the inbox (best effort); a bug's traceback is logged
+    Wait        (only while stopping: the database is away) handed back to the queue
 """
 
 from __future__ import annotations
@@ -19,22 +23,27 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage
 
 from . import metrics
-from .broker import republish
-from .deadletter import dead_letter_headers
-from .envelope import H_ATTEMPT, Envelope, now_utc
-from .errors import (
-    ConflictError,
-    DecodeError,
-    InfrastructureError,
-    PermanentError,
-    TransientError,
+from .deadletter import H_ERROR, dead_letter_headers
+from .decision import (
+    Attempt,
+    DeadLetter,
+    Delay,
+    FinalDecision,
+    Kind,
+    Retry,
+    Wait,
+    classify,
+    decide,
+    describe,
 )
-from .retry import Backoff, RetryPolicy
-from .store import Result, apply_batch, record_failure
-from .topology import DEAD_KEY, DELAYS_S, delay_queue
+from .envelope import H_ATTEMPT, Envelope, now_utc
+from .errors import ConflictError, DecodeError, GaveUp
+from .retry import RetryPolicy
+from .settlement import Settlement
+from .store import Outcome, Result, apply_batch, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +64,22 @@ class Counters:
         return dict(self.__dict__)
 
 
+Decoded = tuple[AbstractIncomingMessage, dict[str, Any], Envelope]
+
+
 class Processor:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        dlx: AbstractExchange,
-        default_exchange: AbstractExchange,
+        settlement: Settlement,
+        policy: RetryPolicy,
         *,
-        policy: RetryPolicy | None = None,
-        backoff: Backoff | None = None,
         stopping: Callable[[], bool] = lambda: False,
         counters: Counters | None = None,
-        delays: tuple[int, ...] = DELAYS_S,
     ) -> None:
-        self.delays = delays
         self.pool = pool
-        self.dlx = dlx
-        self.default_exchange = default_exchange
-        self.policy = policy or RetryPolicy(on_retry=metrics.RETRIES.inc)
-        self.backoff = backoff or Backoff()
+        self.settlement = settlement
+        self.policy = policy
         self.stopping = stopping
         self.counters = counters or Counters()
         self.worker = worker_id()
@@ -92,73 +98,94 @@ class Processor:
         started = time.perf_counter()
         headers, env = self._decode(message)
         if isinstance(env, DecodeError):
-            await self._dead_letter(message, headers, env, attempts=1)
+            await self._carry_out(message, headers, None, env, decide(env, Attempt(), self.policy))
             return
         try:
-            (result,) = await self._apply([env])
-        except PermanentError as exc:
-            await self._dead_letter(message, headers, exc, attempts=env.attempt + 1, env=env)
+            (result,) = await self._apply([env], delay_round=env.attempt)
+        except GaveUp as exc:
+            gave_up = exc
+        else:
+            await self._settle([(message, headers, env)], [result], started)
             return
-        except TransientError as exc:
-            await self._delay_or_dead_letter(message, headers, env, exc)
-            return
-        except InfrastructureError:
-            await message.nack(requeue=True)  # shutting down while the database is away
-            return
-        await self._settle([(message, headers, env, result)], started)
+        await self._carry_out(message, headers, env, gave_up.error, gave_up.decision)
 
     async def handle_batch(self, messages: list[AbstractIncomingMessage]) -> None:
         """Many messages in one transaction; if it fails as a whole, one by one.
 
-        `messages` must be consecutive deliveries of one channel with every earlier
-        delivery already settled: the batch is then acked with one `multiple` ack.
-        """
+        `messages` are consecutive deliveries of the Settlement's channel."""
         if len(messages) == 1:
             await self.handle(messages[0])
             return
         started = time.perf_counter()
-        decoded: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope]] = []
+        decoded: list[Decoded] = []
         for message in messages:
             headers, env = self._decode(message)
             if isinstance(env, DecodeError):
-                await self._dead_letter(message, headers, env, attempts=1)
+                decision = decide(env, Attempt(), self.policy)
+                await self._carry_out(message, headers, None, env, decision)
             else:
                 decoded.append((message, headers, env))
         if not decoded:
             return
         try:
             results = await self._apply([env for _, _, env in decoded])
-        except (PermanentError, TransientError) as exc:
-            log.warning(
-                "batch failed, applying its messages one by one",
-                extra={"action": "batch_split", "size": len(decoded), "error": str(exc)},
-            )
-            for message, _, _ in decoded:
-                await self.handle(message)
+        except GaveUp as exc:
+            gave_up = exc  # handled below, so that later errors do not chain to it
+        else:
+            await self._settle(decoded, results, started)
             return
-        except InfrastructureError:
-            for message, _, _ in decoded:
-                await message.nack(requeue=True)
+        if isinstance(gave_up.decision, Wait):  # stopping while the database is away
+            await self.settlement.hand_back([m for m, _, _ in decoded])
             return
-        settled = [(m, h, e, r) for (m, h, e), r in zip(decoded, results, strict=True)]
-        await self._settle(settled, started)
+        log.warning(
+            "batch failed, applying its messages one by one",
+            extra={
+                "action": "batch_split",
+                "size": len(decoded),
+                "kind": classify(gave_up.error).value,
+                "error": describe(gave_up.error),
+            },
+        )
+        for message, _, _ in decoded:
+            await self.handle(message)
 
-    async def _settle(
-        self,
-        settled: list[tuple[AbstractIncomingMessage, dict[str, Any], Envelope, Result]],
-        started: float,
-    ) -> None:
-        """After the commit: dead-letter conflicts, ack the rest with one multiple ack."""
-        done = []
-        for message, headers, env, result in settled:
+    async def _apply(self, envs: list[Envelope], delay_round: int = 0) -> list[Result]:
+        async def once() -> list[Result]:
+            async with self.pool.acquire() as conn:
+                return await apply_batch(conn, envs)
+
+        def on_wait(error: Exception, after_s: float) -> None:
+            metrics.DB_WAITS.inc()
+            log.warning(
+                "database unavailable, waiting",
+                extra={
+                    "action": "db_wait",
+                    "messages": len(envs),
+                    "error": describe(error),
+                    "retry_in_s": round(after_s, 2),
+                },
+            )
+
+        return await self.policy.call(
+            once,
+            delay_round=delay_round,
+            stopping=self.stopping,
+            on_retry=lambda _error: metrics.RETRIES.inc(),
+            on_wait=on_wait,
+        )
+
+    async def _settle(self, decoded: list[Decoded], results: list[Result], started: float) -> None:
+        """After the commit: park conflicts, ack the rest (one multiple ack)."""
+        done: list[tuple[AbstractIncomingMessage, Envelope, Outcome]] = []
+        for (message, headers, env), result in zip(decoded, results, strict=True):
             if isinstance(result, ConflictError):
-                await self._dead_letter(message, headers, result, attempts=env.attempt + 1, env=env)
+                decision = decide(result, Attempt(round=env.attempt), self.policy)
+                await self._carry_out(message, headers, env, result, decision)
             else:
                 done.append((message, env, result))
         if not done:
             return
-        last = max(done, key=lambda d: d[0].delivery_tag or 0)[0]
-        await last.ack(multiple=len(done) > 1)
+        await self.settlement.ack([m for m, _, _ in done])
         elapsed = time.perf_counter() - started
         now = now_utc()
         counts: dict[str, int] = {}
@@ -188,48 +215,32 @@ class Processor:
             },
         )
 
-    async def _apply(self, envs: list[Envelope]) -> list[Result]:
-        failures = 0
-        while True:
-            try:
-                return await self.policy.call(lambda: self._once(envs))
-            except InfrastructureError as exc:
-                if self.stopping():
-                    raise
-                delay = self.backoff.delay(failures)
-                failures += 1
-                metrics.DB_WAITS.inc()
-                log.warning(
-                    "database unavailable, waiting",
-                    extra={
-                        "action": "db_wait",
-                        "messages": len(envs),
-                        "error": str(exc),
-                        "retry_in_s": round(delay, 2),
-                    },
-                )
-                await asyncio.sleep(delay)
+    async def _carry_out(
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        env: Envelope | None,
+        error: Exception,
+        decision: Retry | FinalDecision,
+    ) -> None:
+        match decision:
+            case DeadLetter(reason=reason):
+                await self._dead_letter(message, headers, env, error, reason)
+            case Delay() if env is not None:
+                await self._delay(message, headers, env, error, decision)
+            case _:  # Wait: stopping while the database is away (Retry is not left to us)
+                await self.settlement.hand_back([message])
 
-    async def _once(self, envs: list[Envelope]) -> list[Result]:
-        async with self.pool.acquire() as conn:
-            return await apply_batch(conn, envs)
-
-    async def _delay_or_dead_letter(
+    async def _delay(
         self,
         message: AbstractIncomingMessage,
         headers: dict[str, Any],
         env: Envelope,
-        exc: TransientError,
+        error: Exception,
+        decision: Delay,
     ) -> None:
-        if env.attempt >= len(self.delays):
-            await self._dead_letter(
-                message, headers, exc, attempts=env.attempt + 1, env=env, reason="retries_exhausted"
-            )
-            return
-        seconds = self.delays[env.attempt]
-        headers[H_ATTEMPT] = env.attempt + 1
-        await republish(self.default_exchange, delay_queue(seconds), message, headers)
-        await message.ack()
+        headers[H_ATTEMPT] = decision.step + 1
+        await self.settlement.delay(message, decision.seconds, headers)
         self.counters.delayed += 1
         metrics.MESSAGES.labels("delayed").inc()
         log.warning(
@@ -237,9 +248,9 @@ class Processor:
             extra={
                 "action": "delayed",
                 "msg_id": env.msg_id,
-                "delay_s": seconds,
-                "attempt": env.attempt + 1,
-                "error": str(exc),
+                "delay_s": decision.seconds,
+                "attempt": decision.step + 1,
+                "error": describe(error),
             },
         )
 
@@ -247,52 +258,56 @@ class Processor:
         self,
         message: AbstractIncomingMessage,
         headers: dict[str, Any],
-        exc: Exception,
-        *,
-        attempts: int,
-        env: Envelope | None = None,
-        reason: str | None = None,
+        env: Envelope | None,
+        error: Exception,
+        reason: str,
     ) -> None:
-        reason = reason or str(getattr(exc, "reason", "permanent"))
         dl_headers = dead_letter_headers(
             headers,
             reason=reason,
-            error=exc,
-            attempts=attempts,
+            error=error,
+            attempts=env.attempt + 1 if env else 1,
             worker=self.worker,
             now=now_utc(),
         )
+        dl_headers[H_ERROR] = describe(error)[:500]  # the class, never a value it quoted
         # Confirmed in the dead-letter queue first; only then is the original acked.
-        await republish(self.dlx, DEAD_KEY, message, dl_headers)
-        await message.ack()
+        await self.settlement.dead_letter(message, dl_headers)
         self.counters.dead_lettered += 1
         metrics.MESSAGES.labels("dead_lettered").inc()
         metrics.DEAD_LETTERED.labels(reason).inc()
+        kind = classify(error)
         log.error(
             "message dead-lettered",
             extra={
                 "action": "dead_lettered",
                 "msg_id": env.msg_id if env else None,
                 "reason": reason,
-                "error_class": type(exc).__name__,
+                "error_class": type(error).__name__,
             },
+            # a bug's traceback, to find it by (the body is never logged)
+            exc_info=error if kind is Kind.BUG else None,
         )
         if env is not None:
-            status = (
-                "conflict"
-                if reason == "conflict"
-                else ("rejected" if isinstance(exc, PermanentError) else "dead_lettered")
+            if reason == "conflict":
+                status = "conflict"
+            elif kind is Kind.DATA:
+                status = "rejected"  # the message cannot succeed as it is
+            else:
+                status = "dead_lettered"  # a bug, or tries used up: parked for ops, not refused
+            await self._record_failure(env, status, f"{reason}: {describe(error)}")
+
+    async def _record_failure(self, env: Envelope, status: str, error: str) -> None:
+        try:
+            async with asyncio.timeout(5):
+                async with self.pool.acquire() as conn:
+                    await record_failure(conn, env, status, error)
+        except Exception as exc:  # best effort: the dead-letter queue already has it
+            log.warning(
+                "could not record the failure in the inbox",
+                extra={
+                    "action": "record_failure_failed",
+                    "msg_id": env.msg_id,
+                    "error": describe(exc),
+                },
             )
-            try:
-                async with asyncio.timeout(5):
-                    async with self.pool.acquire() as conn:
-                        await record_failure(conn, env, status, f"{reason}: {exc}")
-            except Exception as record_exc:  # best effort: the DLQ already has it
-                log.warning(
-                    "could not record the failure in the inbox",
-                    extra={
-                        "action": "record_failure_failed",
-                        "msg_id": env.msg_id,
-                        "error": type(record_exc).__name__,
-                    },
-                )

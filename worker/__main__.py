@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from qcare_ingest.config import Settings, load_or_exit
@@ -12,11 +13,18 @@ from qcare_ingest.signals import on_stop
 
 from .consumer import Worker
 
+log = logging.getLogger("worker")
+
 
 async def _run(settings: Settings) -> None:
     worker = Worker(settings)
     with on_stop(worker.stop):
         await worker.run()
+    # Everything the worker started must have ended with it; asyncio.run() would cancel
+    # a leftover silently, so name it (a leak here made every shutdown wait its grace).
+    left = sorted(t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task())
+    if left:
+        log.warning("tasks left at exit", extra={"action": "tasks_left", "tasks": left[:20]})
 
 
 def main(argv: list[str] | None = None) -> int:
