@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
 import sys
-
-from aiohttp import web
 
 from qcare_ingest.config import load_or_exit
 from qcare_ingest.logs import configure_logging
 
 from .app import create_app
+from .serve import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,18 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "qcare-ingest gateway", gateway=True, http_host=args.host, http_port=args.port
     )
     configure_logging(settings.log_level, service="gateway")
-    logging.getLogger(__name__).info(
-        "gateway listening",
-        extra={"action": "listening", "url": f"http://{settings.http_host}:{settings.http_port}"},
-    )
-    web.run_app(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        shutdown_timeout=settings.shutdown_grace,
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(serve(create_app(settings), settings))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -21,14 +22,21 @@ from qcare_ingest.store import init_connection
 
 from . import views
 from .accepted_log import AcceptedLog
-from .edge import BODY_TIMEOUT
+from .edge import BODY_TIMEOUT, MAX_BODY
 from .views import CLIENT, POOL, PUBLISHER, SETTINGS
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 4 * 1024 * 1024  # the old maxRequestLength
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _key_digest(value: str) -> bytes:
+    """SHA-256 of a key's bytes. aiohttp decodes header bytes as UTF-8 with surrogateescape (and
+    Python the environment likewise), so encoding back the same way gives exactly the bytes sent,
+    whatever they are: bytes that are not UTF-8 are a wrong key, not an error. Comparing
+    fixed-size digests keeps the comparison's time independent of the key's length too."""
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
 def _authenticate(keys: dict[str, str], request: web.Request) -> str | None:
@@ -37,9 +45,10 @@ def _authenticate(keys: dict[str, str], request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
     if not supplied and auth[:7].lower() == "bearer ":
         supplied = auth[7:].strip()
+    digest = _key_digest(supplied)
     found = None
     for secret, name in keys.items():
-        if hmac.compare_digest(secret.encode(), supplied.encode()):
+        if hmac.compare_digest(_key_digest(secret), digest):
             found = name
     return found
 
@@ -125,7 +134,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.body_timeout
     app[views.ACCEPTED] = AcceptedLog()
-    app[views.BIG_BINDS] = asyncio.Semaphore(2)
+    app[views.BIG_BODIES] = asyncio.Semaphore(2)
     app.cleanup_ctx.append(_resources)
     app.on_startup.append(_settle_heap)  # after the resources: their objects are kept
     app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)

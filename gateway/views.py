@@ -23,7 +23,7 @@ from qcare_ingest.limits import MAX_MESSAGE_BYTES
 from qcare_ingest.views import message_view, order_view
 
 from .accepted_log import AcceptedLog
-from .edge import read_body
+from .edge import BODY_TIMEOUT, read_body
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ ACCEPTED = web.AppKey("accepted", AcceptedLog)
 CLIENT = "qcare.client"
 
 OFFLOAD_BYTES = 64 * 1024  # bind big bodies in a thread so the loop keeps serving
-BIG_BINDS = web.AppKey("big_binds", asyncio.Semaphore)
+BIG_BODIES = web.AppKey("big_bodies", asyncio.Semaphore)
 LOGGED_FIELDS = 20  # ModelState keys named in a refusal's log line
 RETRY_AFTER_S = "5"
 
@@ -80,22 +80,50 @@ def _bind_big(fmt: Format, charset: str | None, body: bytes) -> BindResult:
         gc.collect(1)
 
 
-async def update_xray_order(request: web.Request) -> web.Response:
-    started = time.perf_counter()
-    body = await read_body(request)  # 408 past the deadline, 413 above client_max_size
-    fmt: Format | None = None
-    if not body:
-        result = BindResult(None)  # Content-Length: 0, any type: null model (c04)
-    else:
+async def _bind_request(request: web.Request) -> tuple[Format | None, BindResult | web.Response]:
+    """Read and bind the body: (format, result), or a refusal (415, 503)."""
+    length = request.content_length
+    small = length is not None and length <= OFFLOAD_BYTES
+    if not small:
+        # Big or unannounced bodies a few at a time: each costs up to ~20 MB while it is
+        # read and bound (4 MiB body, its text, the parse), and binds in a thread.
+        try:
+            async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+                await request.app[BIG_BODIES].acquire()
+        except TimeoutError:
+            return None, _busy(request)
+    try:
+        body = await read_body(request)
+        if not body:
+            return None, BindResult(None)  # Content-Length: 0, any type: null model (c04)
         try:
             fmt, charset = select_format(request.headers.get("Content-Type"))
         except UnsupportedMediaTypeError as exc:
-            return _refuse(request, None, 415, None, exc.message)
-        if len(body) > OFFLOAD_BYTES:
-            async with request.app[BIG_BINDS]:  # bounds the memory and CPU they take at once
-                result = await asyncio.to_thread(_bind_big, fmt, charset, body)
-        else:
-            result = bind(fmt, charset, body)
+            return None, _refuse(request, None, 415, None, exc.message)
+        if len(body) <= OFFLOAD_BYTES:
+            return fmt, bind(fmt, charset, body)
+        return fmt, await asyncio.to_thread(_bind_big, fmt, charset, body)
+    finally:
+        if not small:
+            request.app[BIG_BODIES].release()
+
+
+def _busy(request: web.Request) -> web.Response:
+    return _refuse(
+        request,
+        None,
+        503,
+        None,
+        "The gateway is busy with other large requests; retry later.",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
+async def update_xray_order(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    fmt, result = await _bind_request(request)  # 408 past the deadline, 413 above 4 MiB
+    if isinstance(result, web.Response):
+        return result
     model_state = problems(result)
     if model_state is not None or result.model is None:
         fields = sorted(model_state or {})

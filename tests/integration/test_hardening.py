@@ -8,6 +8,7 @@ multiplied) and now gets a clear 400 or is applied with a warning.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -55,7 +56,7 @@ async def refused(
     http: aiohttp.ClientSession, gw: Gateway, body: bytes, ctype: str = "application/json"
 ) -> dict[str, list[str]]:
     headers = {"Content-Type": ctype, "Accept": "application/json"}  # XML errors too
-    async with http.post(gw.url + UPDATE, data=body, headers=headers) as resp:
+    async with http.post(gw.url + UPDATE, data=io.BytesIO(body), headers=headers) as resp:
         status, answer = resp.status, await resp.json(content_type=None)
     assert status == 400, answer
     assert answer["Message"] == "The request is invalid."
