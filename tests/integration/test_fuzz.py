@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import random
 import time
 from pathlib import Path
 
 import aio_pika
 import aiohttp
 import asyncpg
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from tests.conftest import Procs
 from tests.support.hostile import bodies, unique_ids
@@ -23,6 +24,8 @@ from tests.support.procs import wait_for
 from tests.support.queues import dead_letters
 
 EXAMPLES = int(os.environ.get("QCARE_FUZZ_EXAMPLES", "600"))
+# a new draw every run; a failure names its seed, and QCARE_FUZZ_SEED=N draws it again
+SEED = int(os.environ.get("QCARE_FUZZ_SEED") or random.randrange(2**32))
 ALLOWED = {200, 400, 413, 415}
 CHUNK = 50
 RSS_LIMIT_MB = 150
@@ -39,6 +42,7 @@ def draw_examples(n: int) -> list[tuple[str, bytes]]:
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
+    @seed(SEED)
     @given(bodies)
     def collect(example: tuple[str, bytes]) -> None:
         drawn.append(example)
@@ -83,7 +87,7 @@ async def test_hostile_bodies_never_crash_stall_or_poison(
             http.post(gw.url + UPDATE, data=io.BytesIO(body), headers=headers(ctype)) as resp,
         ):
             answer = await resp.json(content_type=None) if resp.status != 413 else None
-            shown = f"{ctype} {body[:300]!r}… ({len(body)} bytes)"
+            shown = f"{ctype} {body[:300]!r}… ({len(body)} bytes; QCARE_FUZZ_SEED={SEED})"
             assert resp.status in ALLOWED, f"{resp.status} {answer} for {shown}"
             if resp.status == 200:
                 accepted.append(answer["msg_id"])
@@ -98,7 +102,7 @@ async def test_hostile_bodies_never_crash_stall_or_poison(
             lambda ids=ids: all_in_inbox(db, ids),
             10,
             interval=0.1,
-            what=f"{len(ids)} accepted messages final",
+            what=f"{len(ids)} accepted messages final (QCARE_FUZZ_SEED={SEED})",
         )
     assert gw.popen.poll() is None
     assert worker.popen.poll() is None
@@ -108,14 +112,14 @@ async def test_hostile_bodies_never_crash_stall_or_poison(
         accepted,
     )
     statuses = {r["status"]: r["n"] for r in rows}
-    assert set(statuses) <= {"applied", "stale"}, statuses
+    assert set(statuses) <= {"applied", "stale"}, (statuses, SEED)
     parked = {k: v for k, v in (await dead_letters(amqp)).items() if k in set(accepted)}
     reasons = {headers.get("x-qcare-dead-reason") for headers in parked.values()}
-    assert reasons <= {"conflict"}, reasons
+    assert reasons <= {"conflict"}, (reasons, SEED)
     rss = peak_rss_mb(gw.pid)
-    assert rss < RSS_LIMIT_MB, f"gateway peak RSS {rss:.0f} MB"
+    assert rss < RSS_LIMIT_MB, f"gateway peak RSS {rss:.0f} MB (QCARE_FUZZ_SEED={SEED})"
     took = time.monotonic() - started
     print(
         f"fuzz: {len(examples)} bodies, {len(accepted)} accepted, {took:.0f} s, gateway peak "
-        f"RSS {rss:.0f} MB, statuses {statuses}, parked {len(parked)}"
+        f"RSS {rss:.0f} MB, statuses {statuses}, parked {len(parked)}, seed {SEED}"
     )
