@@ -23,16 +23,24 @@ ENV_HELP = "environment (qcare-ingest config prints the effective values):\n" + 
 async def _migrate(settings: Settings) -> int:
     from .broker import connect
     from .db import migrate
-    from .topology import declare
+    from .topology_upgrade import UpgradeError, upgrade
 
     applied = await migrate(settings.database_url)
     print(f"database: {len(applied)} migration(s) applied {applied}", file=sys.stderr)
+
+    def say(line: str) -> None:
+        print(f"broker: {line}", file=sys.stderr, flush=True)
+
     conn = await connect(settings.amqp_url, timeout=10)
     try:
-        await declare(conn, settings.delivery_limit, settings.retry_delays)
+        # declares the topology; rebuilds queues an older version declared with other
+        # arguments (at-least-once dead-lettering), moving their messages, in place
+        await upgrade(conn, settings.delivery_limit, settings.retry_delays, say)
+    except UpgradeError as exc:
+        say(f"upgrade stopped, nothing lost; run migrate again once fixed: {exc}")
+        return 1
     finally:
         await conn.close()
-    print("broker: topology declared", file=sys.stderr)
     return 0
 
 

@@ -1,15 +1,30 @@
-"""RabbitMQ topology: names and one idempotent `declare()` (SPEC §4).
+"""RabbitMQ topology: names, arguments and one idempotent `declare()` (SPEC §4).
 
 gateway ──▶ exchange qcare.ingest ──(update)──▶ quorum queue qcare.ingest
                                                     │ x-delivery-limit, DLX
 worker retry ──▶ qcare.ingest.delay.<n>s (TTL) ─────┘ dead-letters back to qcare.ingest
 worker/limit ──▶ exchange qcare.ingest.dlx ──(dead)──▶ quorum queue qcare.ingest.dlq
+
+Every queue that dead-letters (the main queue: delivery limit; the delay queues: TTL)
+does so at least once: `x-dead-letter-strategy: at-least-once`, which RabbitMQ (3.10
+and later) honours only together with `x-overflow: reject-publish`. A message being
+dead-lettered then stays in its source queue until the target queue has confirmed it,
+so a target that is missing or unbound at that moment delays the message (RabbitMQ
+retries every `dead_letter_worker_publisher_confirm_timeout`, 3 minutes by default,
+and at once on a policy change) instead of dropping it.
+
+RabbitMQ cannot change the arguments of an existing queue: redeclaring it with others
+fails with PRECONDITION_FAILED (3.10 compares, among others, x-dead-letter-strategy,
+x-overflow and x-delivery-limit). Queues declared by an older version are therefore
+used as they are, with a warning, by `declare()`, and rebuilt with today's arguments by
+`qcare-ingest migrate` (topology_upgrade.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -26,13 +41,54 @@ DEAD_KEY = "dead"
 # delay steps for transient failures whose in-process retries ran out
 DELAYS_S: tuple[int, ...] = (10, 60, 600)
 
+# at-least-once dead-lettering (RabbitMQ >= 3.10; the strategy needs reject-publish)
+AT_LEAST_ONCE: dict[str, Any] = {
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
 
 def delay_queue(seconds: int) -> str:
     return f"{QUEUE}.delay.{seconds}s"
 
 
+def main_queue_arguments(delivery_limit: int) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": DLX,
+        "x-dead-letter-routing-key": DEAD_KEY,
+        **AT_LEAST_ONCE,
+    }
+
+
+def delay_queue_arguments(seconds: int) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": seconds * 1000,
+        "x-dead-letter-exchange": EXCHANGE,
+        "x-dead-letter-routing-key": ROUTING_KEY,
+        **AT_LEAST_ONCE,
+    }
+
+
+DLQ_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+
+
+def queue_arguments(delivery_limit: int, delays: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """Every queue's name and arguments, in declaration order (the DLQ first: the
+    main queue dead-letters into it)."""
+    queues = {DLQ: DLQ_ARGUMENTS, QUEUE: main_queue_arguments(delivery_limit)}
+    queues.update({delay_queue(s): delay_queue_arguments(s) for s in delays})
+    return queues
+
+
 class Topology:
-    """The declared objects, for publishing and consuming."""
+    """The declared objects, for publishing and consuming.
+
+    `outdated`: queues that exist with other arguments than today's (declared by an
+    older version); they are used as they are until `qcare-ingest migrate` rebuilds them.
+    """
 
     def __init__(
         self,
@@ -40,48 +96,71 @@ class Topology:
         exchange: AbstractExchange,
         dlx: AbstractExchange,
         queue: AbstractQueue,
+        outdated: tuple[str, ...] = (),
     ) -> None:
         self.channel = channel
         self.exchange = exchange
         self.dlx = dlx
         self.queue = queue
+        self.outdated = outdated
+
+
+CHANNEL_CLOSED = (aiormq.exceptions.ChannelClosed, aio_pika.exceptions.ChannelClosed)
+
+
+def precondition_failed(exc: BaseException) -> bool:
+    return isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed) or (
+        "PRECONDITION_FAILED" in str(exc)
+    )
+
+
+async def open_channel(connection: aio_pika.abc.AbstractConnection) -> AbstractChannel:
+    return await connection.channel(publisher_confirms=True, on_return_raises=True)
 
 
 async def _declare_once(
-    channel: AbstractChannel, delivery_limit: int, delays: tuple[int, ...]
+    connection: aio_pika.abc.AbstractConnection,
+    delivery_limit: int,
+    delays: tuple[int, ...],
 ) -> Topology:
-    exchange = await channel.declare_exchange(EXCHANGE, ExchangeType.DIRECT, durable=True)
-    dlx = await channel.declare_exchange(DLX, ExchangeType.DIRECT, durable=True)
-    dlq = await channel.declare_queue(DLQ, durable=True, arguments={"x-queue-type": "quorum"})
+    """One attempt. Every channel but the last one is closed by the broker's error."""
+    channel = await open_channel(connection)
+    await channel.declare_exchange(EXCHANGE, ExchangeType.DIRECT, durable=True)
+    await channel.declare_exchange(DLX, ExchangeType.DIRECT, durable=True)
+    outdated: list[str] = []
+    for name, arguments in queue_arguments(delivery_limit, delays).items():
+        try:
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        except CHANNEL_CLOSED as exc:
+            if not precondition_failed(exc):
+                raise
+            # Declared by an older version: use it as it is (the failure closed the
+            # channel). NOT_FOUND here (deleted meanwhile by a migration) is retried.
+            outdated.append(name)
+            channel = await open_channel(connection)
+            await channel.declare_queue(name, passive=True)
+    exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+    dlx = await channel.get_exchange(DLX, ensure=False)
+    queue = await channel.get_queue(QUEUE, ensure=False)
+    dlq = await channel.get_queue(DLQ, ensure=False)
     await dlq.bind(dlx, DEAD_KEY)
-    queue = await channel.declare_queue(
-        QUEUE,
-        durable=True,
-        arguments={
-            "x-queue-type": "quorum",
-            "x-delivery-limit": delivery_limit,
-            "x-dead-letter-exchange": DLX,
-            "x-dead-letter-routing-key": DEAD_KEY,
-        },
-    )
-    await queue.bind(exchange, ROUTING_KEY)
-    for seconds in delays:
-        await channel.declare_queue(
-            delay_queue(seconds),
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-message-ttl": seconds * 1000,
-                "x-dead-letter-exchange": EXCHANGE,
-                "x-dead-letter-routing-key": ROUTING_KEY,
-            },
+    if QUEUE not in outdated:
+        # An outdated main queue is bound already, unless a migration has unbound it
+        # on purpose while it moves the queue's messages out: leave it so.
+        await queue.bind(exchange, ROUTING_KEY)
+    if outdated:
+        log.warning(
+            "queues exist with other arguments than this version declares (an older "
+            "version's, or another QCARE_DELIVERY_LIMIT): using them as they are; run "
+            "`qcare-ingest migrate` to rebuild them (at-least-once dead-lettering)",
+            extra={"action": "topology_outdated", "queues": outdated},
         )
-    return Topology(channel, exchange, dlx, queue)
+    return Topology(channel, exchange, dlx, queue, tuple(outdated))
 
 
 async def attach(connection: aio_pika.abc.AbstractConnection) -> Topology:
     """The declared topology on a new confirm channel of `connection` (nothing declared)."""
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    channel = await open_channel(connection)
     exchange = await channel.get_exchange(EXCHANGE)
     dlx = await channel.get_exchange(DLX)
     queue = await channel.get_queue(QUEUE)
@@ -96,16 +175,17 @@ async def declare(
 ) -> Topology:
     """Declare everything; retry RabbitMQ 3.10's INTERNAL_ERROR/noproc race on new quorum queues.
 
-    A failed declaration closes the channel, so each attempt opens a fresh one.
+    A queue that exists with other arguments (an older version's) does not fail the
+    declaration: it is used as it is and named in `Topology.outdated`, with a warning.
+    A failed declaration closes the channel, so each attempt opens fresh ones.
     Returns the topology bound to the last (open) channel.
     """
     delay = 0.1
     for attempt in range(1, attempts + 1):
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         try:
-            return await _declare_once(channel, delivery_limit, delays)
-        except (aiormq.exceptions.ChannelClosed, aio_pika.exceptions.ChannelClosed) as exc:
-            if attempt == attempts or "PRECONDITION_FAILED" in str(exc):
+            return await _declare_once(connection, delivery_limit, delays)
+        except CHANNEL_CLOSED as exc:
+            if attempt == attempts or precondition_failed(exc):
                 raise
             log.warning(
                 "topology declaration failed, retrying",

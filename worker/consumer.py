@@ -187,6 +187,10 @@ class Worker:
         The batcher starts only once the consumer is in place: nothing to undo before."""
         channel = topology.channel
         channel.close_callbacks.add(lambda *_: lost())
+        # RabbitMQ cancels a consumer whose queue is deleted (migrate rebuilds it, an operator
+        # deletes it): start the session over, or the worker would sit idle "consuming"
+        underlay = await channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(lambda _frame: lost())
         await channel.set_qos(prefetch_count=max(1, self.settings.worker_concurrency // self.lanes))
         settlement = Settlement(topology.dlx, channel.default_exchange)
         processor = Processor(
