@@ -22,7 +22,7 @@ from qcare_ingest.store import init_connection
 
 from . import views
 from .accepted_log import AcceptedLog
-from .edge import BODY_TIMEOUT, MAX_BODY
+from .edge import BODY_BUDGET, BODY_TIMEOUT, BUDGET_BYTES, MAX_BODY, BodyBudget, expect_continue
 from .views import CLIENT, POOL, PUBLISHER, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.body_timeout
     app[views.ACCEPTED] = AcceptedLog()
-    app[views.BIG_BODIES] = asyncio.Semaphore(2)
+    app[views.BIG_BINDS] = asyncio.Semaphore(1)  # the GIL runs one at a time anyway
+    app[BODY_BUDGET] = BodyBudget(BUDGET_BYTES)
     app.cleanup_ctx.append(_resources)
     app.on_startup.append(_settle_heap)  # after the resources: their objects are kept
-    app.router.add_post("/api/v1/qcare/updateXRayOrder", views.update_xray_order)
+    app.router.add_post(
+        "/api/v1/qcare/updateXRayOrder", views.update_xray_order, expect_handler=expect_continue
+    )
     app.router.add_get("/api/v1/qcare/messages/{msg_id}", views.get_message)
     app.router.add_get("/api/v1/qcare/orders/{accession_no}", views.get_order)
     app.router.add_get("/healthz", views.healthz)

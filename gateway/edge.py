@@ -15,17 +15,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+
+from qcare_ingest.textsafe import safe_text
 
 log = logging.getLogger(__name__)
 
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 MAX_BODY = 4 * 1024 * 1024  # the old maxRequestLength
+SMALL_BODY = 64 * 1024  # announced bodies up to this are read (and bound) at once
 READ_CHUNK = 64 * 1024
+BUDGET_BYTES = 16 * 1024 * 1024  # large bodies held at once (four 4 MiB ones), ~4x more while bound
 REFUSALS_LOGGED_EVERY_S = 10.0
 
 
@@ -70,28 +78,110 @@ class BodyTooLarge(web.HTTPRequestEntityTooLarge):
         self.force_close()
 
 
+def _refuse_encoding(request: web.Request) -> None:
+    """415 for a compressed body. The old server (IIS and Web API) never decoded request
+    bodies; aiohttp would, after the Content-Length check (a gzip bomb passed it)."""
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        shown = safe_text(coding, 40).encode("ascii", "backslashreplace").decode()
+        raise web.HTTPUnsupportedMediaType(
+            text=json.dumps({"Message": f"Content-Encoding '{shown}' is not supported: "
+                             "send the body uncompressed."}),
+            content_type="application/json",
+        )  # fmt: skip
+
+
 async def read_body(request: web.Request) -> bytes:
-    """The whole body within the configured deadline (408 when it passes), at most MAX_BODY
-    bytes (413). aiohttp's own read() keeps a 4 MiB buffer alive in the exception it raises
-    past client_max_size, until a garbage collection: a run of such bodies grew the
-    gateway by 4 MB each."""
+    """A small body (Content-Length up to SMALL_BODY) within the configured deadline: 408
+    when it passes. Larger or unannounced bodies: `big_body`."""
+    _refuse_encoding(request)
     declared = request.content_length
-    if declared is not None and declared > MAX_BODY:
-        raise BodyTooLarge
+    if declared is None or declared > SMALL_BODY:
+        raise AssertionError("read_body takes small announced bodies; see big_body")
     if declared == 0 or not request.can_read_body:
         return b""
-    try:
+    with _reading(request):
         async with asyncio.timeout(request.app[BODY_TIMEOUT]):
-            if declared is not None:
-                return await request.content.readexactly(declared)
-            body = bytearray()
-            async for chunk in request.content.iter_chunked(READ_CHUNK):
-                if len(body) + len(chunk) > MAX_BODY:
-                    del body
-                    raise BodyTooLarge
-                body += chunk
-            return bytes(body)
+            return await request.content.readexactly(declared)
+
+
+@contextlib.asynccontextmanager
+async def big_body(request: web.Request) -> AsyncIterator[bytes]:
+    """A body over SMALL_BODY or without a Content-Length, at most MAX_BODY (413), within
+    the deadline (408). What it holds counts against the application's BodyBudget while
+    the `async with` lasts, taken as the bytes arrive: a slow client holds only what it
+    has sent, and past the budget new bytes wait (503 if the deadline passes waiting)."""
+    _refuse_encoding(request)
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise BodyTooLarge  # before a byte is read: aiohttp's read() kept a 4 MiB buffer
+        # alive in its 413 exception until a garbage collection (4 MB more per such body)
+    budget = request.app[BODY_BUDGET]
+    taken = 0
+    held_up = False  # waiting for the budget when the deadline passed: 503, not 408
+    try:
+        with _reading(request, lambda: held_up):
+            async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+                body = bytearray()
+                async for chunk in request.content.iter_chunked(READ_CHUNK):
+                    if len(body) + len(chunk) > MAX_BODY:
+                        del body
+                        raise BodyTooLarge
+                    held_up = True
+                    await budget.take(len(chunk))
+                    held_up = False
+                    taken += len(chunk)
+                    body += chunk
+        if declared is not None and len(body) != declared:
+            raise _incomplete()
+        yield bytes(body)
+    finally:
+        budget.give(taken)
+
+
+class BodyBudget:
+    """Bytes of large request bodies the gateway holds at once, across requests."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.free = limit
+        self._freed = asyncio.Event()
+
+    async def take(self, n: int) -> None:
+        while self.free < n:  # every waiter looks again whenever bytes are given back
+            self._freed.clear()
+            await self._freed.wait()
+        self.free -= n
+
+    def give(self, n: int) -> None:
+        self.free += n
+        self._freed.set()
+
+
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
+
+
+def _incomplete() -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text='{"Message": "The request body ended before its Content-Length."}',
+        content_type="application/json",
+    )
+
+
+@contextlib.contextmanager
+def _reading(request: web.Request, held_up: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """The read's failures as answers: 408 past the deadline (503 if the gateway, not the
+    client, held it up), 400 for a body cut short (a client that went away is not a server
+    error: it was counted as a 500 before)."""
+    try:
+        yield
     except TimeoutError:
+        if held_up():
+            raise web.HTTPServiceUnavailable(
+                text='{"Message": "The gateway is busy with other large requests; retry later."}',
+                content_type="application/json",
+                headers={"Retry-After": "5"},
+            ) from None
         log.warning(
             "request body not received in time",
             extra={
@@ -101,11 +191,20 @@ async def read_body(request: web.Request) -> bytes:
             },
         )
         raise BodyTimeout(request.transport) from None
-    except asyncio.IncompleteReadError:
-        raise web.HTTPBadRequest(
-            text='{"Message": "The request body ended before its Content-Length."}',
-            content_type="application/json",
-        ) from None
+    except (asyncio.IncompleteReadError, ConnectionError):
+        log.info("client went away mid-body", extra={"action": "client_gone"})
+        raise _incomplete() from None
+
+
+async def expect_continue(request: web.Request) -> None:
+    """`Expect: 100-continue`: 413 at once for a declared length over 4 MiB, instead of
+    inviting the upload; otherwise aiohttp's answer (100 Continue on HTTP/1.1)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise BodyTooLarge
+    if request.version >= HttpVersion11 and (
+        request.headers.get("Expect", "").lower() == "100-continue"
+    ):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 class ConnectionLimit:
@@ -179,6 +278,21 @@ class _LimitedHandler(web.RequestHandler):
             return
         self._admitted = True
         super().connection_made(transport)
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not parse quoted the bytes it choked on
+        (a body after `Connection: close` came back whole, HKID and name included): answer
+        with the status alone. The log line keeps the exception, its message withheld by
+        the log formatter (logs.py)."""
+        if status != 500:
+            message = f"{status} {HTTPStatus(status).phrase}: the request is not valid HTTP/1.1."
+        return super().handle_error(request, status, exc, message)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._admitted:

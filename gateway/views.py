@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -18,12 +19,12 @@ from qcare_ingest.binding import BindResult, Format, UnsupportedMediaTypeError, 
 from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Settings
 from qcare_ingest.envelope import H_CLIENT, Envelope, now_utc
-from qcare_ingest.errors import PublishError
+from qcare_ingest.errors import PublishError, UnpublishableError
 from qcare_ingest.limits import MAX_MESSAGE_BYTES
 from qcare_ingest.views import message_view, order_view
 
 from .accepted_log import AcceptedLog
-from .edge import BODY_TIMEOUT, read_body
+from .edge import SMALL_BODY, big_body, read_body
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 ACCEPTED = web.AppKey("accepted", AcceptedLog)
 CLIENT = "qcare.client"
 
-OFFLOAD_BYTES = 64 * 1024  # bind big bodies in a thread so the loop keeps serving
-BIG_BODIES = web.AppKey("big_bodies", asyncio.Semaphore)
+BIG_BINDS = web.AppKey("big_binds", asyncio.Semaphore)
 LOGGED_FIELDS = 20  # ModelState keys named in a refusal's log line
 RETRY_AFTER_S = "5"
 
@@ -81,42 +81,37 @@ def _bind_big(fmt: Format, charset: str | None, body: bytes) -> BindResult:
 
 
 async def _bind_request(request: web.Request) -> tuple[Format | None, BindResult | web.Response]:
-    """Read and bind the body: (format, result), or a refusal (415, 503)."""
+    """Read and bind the body: (format, result), or a refusal (415; 408, 413, 503 raised)."""
     length = request.content_length
-    small = length is not None and length <= OFFLOAD_BYTES
-    if not small:
-        # Big or unannounced bodies a few at a time: each costs up to ~20 MB while it is
-        # read and bound (4 MiB body, its text, the parse), and binds in a thread.
-        try:
-            async with asyncio.timeout(request.app[BODY_TIMEOUT]):
-                await request.app[BIG_BODIES].acquire()
-        except TimeoutError:
-            return None, _busy(request)
+    if length is not None and length <= SMALL_BODY:
+        return _dispatch(request, await read_body(request), bind)
+    async with big_body(request) as body:
+        if len(body) <= SMALL_BODY:
+            return _dispatch(request, body, bind)
+        async with request.app[BIG_BINDS]:  # about 4 x the body each while it is bound
+            return await _dispatch_async(request, body)
+
+
+def _dispatch(
+    request: web.Request, body: bytes, binder: Callable[[Format, str | None, bytes], BindResult]
+) -> tuple[Format | None, BindResult | web.Response]:
+    if not body:
+        return None, BindResult(None)  # Content-Length: 0, any type: null model (c04)
     try:
-        body = await read_body(request)
-        if not body:
-            return None, BindResult(None)  # Content-Length: 0, any type: null model (c04)
-        try:
-            fmt, charset = select_format(request.headers.get("Content-Type"))
-        except UnsupportedMediaTypeError as exc:
-            return None, _refuse(request, None, 415, None, exc.message)
-        if len(body) <= OFFLOAD_BYTES:
-            return fmt, bind(fmt, charset, body)
-        return fmt, await asyncio.to_thread(_bind_big, fmt, charset, body)
-    finally:
-        if not small:
-            request.app[BIG_BODIES].release()
+        fmt, charset = select_format(request.headers.get("Content-Type"))
+    except UnsupportedMediaTypeError as exc:
+        return None, _refuse(request, None, 415, None, exc.message)
+    return fmt, binder(fmt, charset, body)
 
 
-def _busy(request: web.Request) -> web.Response:
-    return _refuse(
-        request,
-        None,
-        503,
-        None,
-        "The gateway is busy with other large requests; retry later.",
-        headers={"Retry-After": RETRY_AFTER_S},
-    )
+async def _dispatch_async(
+    request: web.Request, body: bytes
+) -> tuple[Format | None, BindResult | web.Response]:
+    try:
+        fmt, charset = select_format(request.headers.get("Content-Type"))
+    except UnsupportedMediaTypeError as exc:
+        return None, _refuse(request, None, 415, None, exc.message)
+    return fmt, await asyncio.to_thread(_bind_big, fmt, charset, body)
 
 
 async def update_xray_order(request: web.Request) -> web.Response:
@@ -155,6 +150,13 @@ async def update_xray_order(request: web.Request) -> web.Response:
     publish_started = time.perf_counter()
     try:
         await request.app[PUBLISHER].publish(env.body, env.msg_id, headers)
+    except UnpublishableError as exc:  # the limits and escaped headers should make it impossible
+        log.error(
+            "update could not be framed", extra={"action": "unpublishable", "error": str(exc)}
+        )
+        return _refuse(
+            request, fmt, 400, {"dto": ["The update could not be encoded as a message."]}
+        )
     except PublishError as exc:
         metrics.PUBLISH_FAILURES.inc()
         log.warning(
@@ -185,6 +187,8 @@ async def update_xray_order(request: web.Request) -> web.Response:
 async def _read(
     request: web.Request, query: Any, key: str, what: str, model: type[MessageView | OrderView]
 ) -> web.Response:
+    if "\x00" in key:  # no id holds NUL (PostgreSQL text cannot): 503 + Retry-After before
+        return web.json_response({"Message": f"No {what} with that id is known."}, status=404)
     try:
         async with asyncio.timeout(5):
             async with request.app[POOL].acquire() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingM
 from yarl import URL
 
 from .amqp_io import CoalescingTransportFactory
-from .errors import PublishError
+from .errors import PublishError, UnpublishableError
 from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,12 @@ class Publisher:
             )
         except PublishError:
             raise
+        except (TypeError, ValueError, struct.error) as exc:
+            # Raised while the frames were built, before anything was queued for the socket
+            # (aiormq hands the delivery tag back): the message's fault, not the channel's,
+            # so the shared connection stays. A header that could not be encoded cost it
+            # before, and every request in flight on it got a 503.
+            raise UnpublishableError(f"message cannot be framed: {type(exc).__name__}") from exc
         except (Exception, TimeoutError) as exc:
             # The channel state is unknown now: start over on the next publish.
             self._down_until = 0.0

@@ -12,7 +12,6 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,31 +42,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-_SECRET_PARAM = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
-
-
-def _mask_one(url: str) -> str:
-    try:
-        parts = urlsplit(url.strip())
-        password = parts.password
-    except ValueError:
-        return "****"  # not a URL we can take apart: show nothing of it
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:****@{hostport}"
-    query = "&".join(
-        f"{name}=****" if _SECRET_PARAM.search(name) else f"{name}{sep}{value}"
-        for name, sep, value in (p.partition("=") for p in parts.query.split("&") if p)
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+# user-info's password: from "scheme://user:" to the last "@" before the host (a password
+# may hold ",", "#", "/" or "?"; a list of URLs has one "@" per URL)
+_USERINFO_PASSWORD = re.compile(r"(?P<head>://[^:@/?#,\s]*:)(?P<secret>[^@\s]*)(?=@)")
+_SECRET_PARAM = re.compile(
+    r"(?P<head>[?&;][^=&;#]*(?:pass|pwd|secret|token)[^=&;#]*=)(?P<secret>[^&;#\s]*)",
+    re.IGNORECASE,
+)
 
 
 def _mask_url(url: str) -> str:
-    """Every password of a URL (or a comma-separated list of them) masked: the user-info's
-    and any query parameter named like one (`password`, `sslpassword`, `token`, ...)."""
-    return ",".join(_mask_one(part) for part in url.split(","))
+    """Every password of a URL (or of a comma-separated list of them) masked: the
+    user-info's and any query parameter named like one (`password`, `sslpassword`, `token`,
+    ...). Done on the text, not on a parse: a password with a "," or "#" in it is a URL
+    libpq takes, and urlsplit would show part of it."""
+    masked = _USERINFO_PASSWORD.sub(r"\g<head>****", url)
+    return _SECRET_PARAM.sub(r"\g<head>****", masked)
 
 
 class Settings(BaseSettings):

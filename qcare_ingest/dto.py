@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .dates import parse_dotnet
 from .errors import DecodeError
+from .normalize import patient_key
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -98,7 +99,7 @@ class QCareDto(BaseModel):
 
     def has_target(self) -> bool:
         """Something to apply the update to: a patient identity or an order."""
-        return any(_present(v) for v in (self.hkid, self.passno, self.accessionNo))
+        return patient_key(self.hkid, self.passno) is not None or _present(self.accessionNo)
 
     def encode(self) -> bytes:
         """Canonical JSON: sample field names, declaration order, nulls included."""

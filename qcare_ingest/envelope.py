@@ -10,6 +10,7 @@ from typing import Any
 
 from .dto import QCareDto, body_digest
 from .errors import DecodeError
+from .textsafe import safe_text
 
 H_RECEIVED_AT = "x-qcare-received-at"  # gateway receipt, ISO 8601 µs, UTC: the version
 H_CONTENT_TYPE = "x-qcare-content-type"  # the request's original Content-Type
@@ -54,7 +55,8 @@ class Envelope:
             H_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds")
         }
         if self.content_type is not None:
-            headers[H_CONTENT_TYPE] = self.content_type[:200]
+            # any header bytes (aiohttp keeps non-UTF-8 ones as lone surrogates): escaped
+            headers[H_CONTENT_TYPE] = safe_text(self.content_type, 200)
         if self.warnings:
             headers[H_WARNINGS] = json.dumps(self.warnings[:MAX_WARNINGS])
         return headers

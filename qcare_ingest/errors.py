@@ -65,3 +65,8 @@ class GaveUp(QcareError):
 
 class PublishError(QcareError):
     """RabbitMQ did not confirm the publish in time."""
+
+
+class UnpublishableError(QcareError):
+    """The message cannot be put into an AMQP frame (nothing was sent; the connection is
+    fine)."""

@@ -69,10 +69,10 @@ SERVICE_LIMITS: dict[str, TextLimit] = {
     "bodypart": TextLimit(100, 400),
 }
 MAX_SERVICE_LINES = 100
-# A body is parsed whole before it is bound: these bound what parsing can build (a DTO
-# needs about a hundred of either; 4 MiB of "{}," would be 1.4 million objects).
-MAX_JSON_CONTAINERS = 10_000  # objects and arrays
-MAX_XML_TAGS = 20_000  # every `<` counts: start and end tags, comments, instructions
+# A body is parsed whole before it is bound: these bound what parsing can build (the
+# largest DTO needs about 700; 4 MiB of "{}," would be 1.4 million objects).
+MAX_JSON_PARTS = 20_000  # objects, arrays and values: brackets and commas outside strings
+MAX_XML_MARKUP = 20_000  # every `<` and `=` counts: tags, comments, instructions, attributes
 # Whole numbers: Int32 fields hold at most 10 digits; any longer literal is refused or,
 # bound to a string, limited as that string. Never parsed past this many digits.
 MAX_INT_DIGITS = 18

@@ -31,9 +31,9 @@ import math
 import sys
 import traceback
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
+from .errors import QcareError
 from .textsafe import safe_text
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -45,6 +45,7 @@ KEY_LIMIT = 128
 ITEMS_LIMIT = 1000
 DEPTH_LIMIT = 6
 TRACEBACK_LIMIT = 8192
+CHAIN_LIMIT = 8  # exceptions of one chain (raise ... from ...) shown, the last ones
 TRACEBACK_PART_LIMIT = 1024  # one frame, or one exception's message, in the traceback
 STACK_LIMIT = 4096
 LINE_LIMIT = 64 * 1024
@@ -199,24 +200,62 @@ def _str(value: Any) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
-def _traceback(exc_info: tuple[type[BaseException], BaseException, TracebackType | None]) -> str:
-    """The formatted traceback, each of its parts (a frame, an exception's message) bounded
-    and escaped, so that a huge message cannot push the frames out of the last 8 KiB."""
+def _message(error: BaseException) -> str:
+    """What an exception may say in a log line. Ours (QcareError) are written without
+    personal data, and OS and broker errors speak of sockets; any other library's message
+    may quote the value it choked on (aiohttp quoted a whole body, HKID and name included;
+    pydantic quotes `input_value`; PostgreSQL quotes the bad value), so it is withheld."""
+    if isinstance(error, QcareError | OSError):
+        return _str(error)
+    state = getattr(error, "sqlstate", None)
+    if isinstance(state, str):
+        return f"SQLSTATE {state} (message withheld: it may quote data)"
+    module = type(error).__module__
+    if module.startswith(("aiormq", "pamqp", "aio_pika")) and not isinstance(error, ValueError):
+        return _str(error)
+    return "(message withheld: it may quote data)"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The exception and those it happened during or because of, the first cause first
+    (the last CHAIN_LIMIT of them)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < CHAIN_LIMIT:
+        if any(current is seen for seen in chain):
+            break  # a cycle
+        chain.append(current)
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
+    return chain[::-1]
+
+
+def _traceback(error: BaseException) -> str:
+    """The formatted traceback (frames of every exception in the chain, each message as
+    `_message` allows), each part bounded and escaped, so that a huge message cannot push
+    the frames out of the last 8 KiB."""
     parts = []
-    for part in traceback.TracebackException(*exc_info, compact=True).format():
-        shown = safe_text(part, TRACEBACK_PART_LIMIT, newlines=True)
-        parts.append(shown if shown.endswith("\n") else shown + "\n")
-    return safe_text("".join(parts).rstrip("\n"), TRACEBACK_LIMIT, newlines=True, keep_end=True)
+    for n, link in enumerate(_chain(error)):
+        if n:
+            parts.append("\nDuring or because of the above, another exception occurred:\n\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(link.__traceback__))
+        parts.append(f"{type(link).__module__}.{type(link).__qualname__}: {_message(link)}\n")
+    shown = [safe_text(part, TRACEBACK_PART_LIMIT, newlines=True) for part in parts]
+    return safe_text("".join(shown).rstrip("\n"), TRACEBACK_LIMIT, newlines=True, keep_end=True)
 
 
 def _exception(record: logging.LogRecord) -> dict[str, str]:
-    """`exc`, `exc_text` (its message) and `traceback`, bounded and escaped; `stack`."""
+    """`exc`, `exc_text` (its message, as `_message` allows) and `traceback`, bounded and
+    escaped; `stack`."""
     out: dict[str, str] = {}
     exc_info = record.exc_info
     if exc_info and exc_info[0] is not None and exc_info[1] is not None:
         out["exc"] = safe_text(exc_info[0].__name__, KEY_LIMIT)
-        out["exc_text"] = safe_text(_str(exc_info[1]), EXC_TEXT_LIMIT)
-        out["traceback"] = _traceback((exc_info[0], exc_info[1], exc_info[2]))
+        out["exc_text"] = safe_text(_message(exc_info[1]), EXC_TEXT_LIMIT)
+        out["traceback"] = _traceback(exc_info[1])
     if record.stack_info:
         out["stack"] = safe_text(record.stack_info, STACK_LIMIT, newlines=True, keep_end=True)
     return out

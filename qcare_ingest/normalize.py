@@ -39,8 +39,9 @@ def mask_id(value: str | None) -> str:
 
 def patient_key(hkid: str | None, passno: str | None) -> str | None:
     """The patient's identity: normalised HKID, else passport number."""
-    if hkid is not None and hkid.strip():
-        return "HKID:" + normalise_hkid(hkid)
+    normalised = normalise_hkid(hkid) if hkid is not None else ""
+    if normalised:  # "( )" or "[]" is no HKID: it made one patient of everyone who sent it
+        return "HKID:" + normalised
     if passno is not None and passno.strip():
         return "PASSNO:" + passno.strip().upper()
     return None

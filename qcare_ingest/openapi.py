@@ -171,8 +171,8 @@ def _intake() -> dict[str, Any]:
             "400": {
                 "description": "Binding errors, a value over its limit (maxLength, "
                 "x-maxUtf8Bytes, maxItems; whole numbers past Int32; more than "
-                f"{limits.MAX_JSON_CONTAINERS} JSON objects and arrays or "
-                f"{limits.MAX_XML_TAGS} XML tags), or nothing usable",
+                f"{limits.MAX_JSON_PARTS} JSON objects, arrays and values or "
+                f"{limits.MAX_XML_MARKUP} XML tags and attributes), or nothing usable",
                 "content": invalid,
             },
             **AUTH,

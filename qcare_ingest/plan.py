@@ -61,6 +61,8 @@ def make_plan(dto: QCareDto) -> Plan:
     accession = _present(dto.accessionNo)
     plan = Plan(patient_key=key, accession_no=accession.strip() if accession else None)
     warnings = plan.warnings
+    if _present(dto.hkid) and not normalise_hkid(dto.hkid or ""):
+        warnings.append("hkid holds no letter or digit: ignored (passno identifies, if sent)")
     if key is not None:
         plan.patient = {name: getattr(dto, name) for name in PATIENT_REGISTERS}
         if _present(dto.hkid) and not hkid_valid(normalise_hkid(dto.hkid or "")):

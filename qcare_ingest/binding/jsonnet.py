@@ -14,7 +14,7 @@ from typing import Any
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
-from ..limits import MAX_INT_DIGITS, MAX_JSON_CONTAINERS, MAX_SERVICE_LINES, parse_int_text
+from ..limits import MAX_INT_DIGITS, MAX_JSON_PARTS, MAX_SERVICE_LINES, parse_int_text
 from .echo import quote_date, quote_number
 from .result import BindResult
 from .text import BodyDecodeError, decode_body
@@ -85,10 +85,11 @@ def _too_deep(root: Any) -> bool:
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
-def _containers(text: str) -> int:
-    """Objects and arrays in the text: brackets outside strings."""
+def _parts(text: str) -> int:
+    """An upper bound on the objects, arrays and values parsing would build: brackets and
+    commas outside strings."""
     bare = _STRING.sub("", text)
-    return bare.count("[") + bare.count("{")
+    return bare.count("[") + bare.count("{") + bare.count(",")
 
 
 def parse(text: str) -> Any:
@@ -294,9 +295,10 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
     if not text.strip():
         return result  # whitespace only: null model, no error (j24)
     brackets = text.count("[") + text.count("{")
-    if brackets > MAX_JSON_CONTAINERS and _containers(text) > MAX_JSON_CONTAINERS:
-        # 4 MiB of "{}," would be 1.4 million objects: 250 MB for nothing a DTO can hold
-        result.add("", f"The JSON holds more than {MAX_JSON_CONTAINERS} objects and arrays")
+    if brackets + text.count(",") > MAX_JSON_PARTS and _parts(text) > MAX_JSON_PARTS:
+        # 4 MiB of "{}," would be 1.4 million objects (258 MB), of "1.5," a million values
+        # (240 MB): for nothing a DTO can hold
+        result.add("", f"The JSON holds more than {MAX_JSON_PARTS} objects, arrays and values")
         return result
     try:
         root = parse(text)

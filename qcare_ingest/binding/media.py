@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..textsafe import safe_text
+
 
 class Format(enum.Enum):
     JSON = "json"
@@ -37,7 +39,7 @@ class UnsupportedMediaTypeError(Exception):
             )
         else:
             message = (
-                f"The request entity's media type '{media_type[:100]}' is not supported "
+                f"The request entity's media type '{safe_text(media_type, 100)}' is not supported "
                 "for this resource."
             )
         super().__init__(message)

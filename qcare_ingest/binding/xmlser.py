@@ -15,7 +15,7 @@ from defusedxml.ElementTree import fromstring
 
 from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, INT32_MAX, INT32_MIN, SERVICE_FIELDS, SERVICE_INT_FIELDS, QCareDto
-from ..limits import MAX_SERVICE_LINES, MAX_XML_TAGS, parse_int_text
+from ..limits import MAX_SERVICE_LINES, MAX_XML_MARKUP, parse_int_text
 from .echo import quote_date, quote_number
 from .result import BindResult
 from .text import BodyDecodeError, body_encoding, decode_body
@@ -137,8 +137,8 @@ def bind_xml(body: bytes, charset: str | None) -> BindResult:
         text = decode_body(body, charset)
         utf16 = body_encoding(body, charset)[0] != "utf-8"
         text = _check_declaration(text, utf16)
-        if text.count("<") > MAX_XML_TAGS:
-            raise XmlBindError(f"The XML holds more than {MAX_XML_TAGS} tags")
+        if text.count("<") + text.count("=") > MAX_XML_MARKUP:  # 350,000 attributes: 179 MB
+            raise XmlBindError(f"The XML holds more than {MAX_XML_MARKUP} tags and attributes")
         root = fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
         if not _depth_ok(root):
             raise XmlBindError(f"The XML is nested deeper than {MAX_DEPTH} levels")

@@ -8,6 +8,7 @@ multiplied) and now gets a clear 400 or is applied with a warning.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import uuid
@@ -213,3 +214,133 @@ async def test_what_the_worker_or_database_would_refuse_is_checked_at_the_gatewa
     assert any(w.startswith("dob") for w in view["warnings"])
     status, stored = await get(http, gw, f"/orders/{acc}")
     assert (status, stored["dob"], stored["normalized"]["dob"]) == (200, dob, None)
+
+
+# --- what an outside attack found after the first round (helper review of issue 12) -----
+
+
+async def raw_exchange(gw: Gateway, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are (headers aiohttp's client would not write) and read to EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+def raw_post(body: bytes, *headers: bytes) -> bytes:
+    head = (
+        b"POST "
+        + UPDATE.encode()
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+    )
+    return head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+
+
+async def test_a_compressed_body_is_refused_not_cut_short(
+    gw: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """aiohttp inflated gzip bodies, read_body took Content-Length (compressed) bytes of
+    them: form lines were lost with a 200, and a gzip bomb got a 200 after seconds."""
+    body = gzip.compress(b"msg_id=gz-1&accessionNo=ACC-GZ1&services[0].studyDesc=CHEST")
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}
+    async with http.post(gw.url + UPDATE, data=body, headers=headers) as resp:
+        assert resp.status == 415
+        assert "Content-Encoding" in (await resp.json())["Message"]
+
+
+async def test_undecodable_content_type_bytes_are_carried_not_a_broken_connection(
+    gw: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """A non-UTF-8 byte in Content-Type could not go into the AMQP header: 503 'retry' for
+    ever, and the shared publisher connection dropped under the other requests."""
+    msg_id = f"ct-{tag()}"
+    body = json.dumps({"msg_id": msg_id, "accessionNo": f"A-{msg_id}", "location": "X"}).encode()
+    answer = await raw_exchange(gw, raw_post(body, b"Content-Type: application/json; x=\xff"))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert (await wait_processed(http, gw, msg_id, 10, FINAL))["status"] == "applied"
+    status, _ = await post(http, gw, order(f"after-{tag()}", f"ACC-{tag()}"))
+    assert status == 200
+
+
+async def test_bad_http_is_answered_without_quoting_the_request(gw: Gateway) -> None:
+    """aiohttp's parser error quoted the bytes after `Connection: close` (the body, HKID
+    and name included) in the 400 and in the log."""
+    hkid, name = "Z987654(2)", "WONG SIU MING"
+    body = json.dumps({"msg_id": "leak-1", "hkid": hkid, "name": name}).encode()
+    head = b"POST " + UPDATE.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+    answer = await raw_exchange(gw, head + b"\r\nConnection: close\r\n\r\n" + body)
+    assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:200]
+    assert hkid.encode() not in answer
+    assert name.encode() not in answer
+    assert hkid not in gw.text()
+    assert name not in gw.text()
+
+
+async def test_a_nul_in_a_read_path_is_unknown_not_an_outage(
+    gw: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """PostgreSQL cannot hold NUL: the read failed and answered 503 + Retry-After."""
+    for path in ("/messages/a%00b", "/orders/a%00b"):
+        status, _ = await get(http, gw, path)
+        assert status == 404
+
+
+async def test_expect_continue_for_an_oversized_body_gets_413_at_once(gw: Gateway) -> None:
+    head = (
+        b"POST " + UPDATE.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(head)  # and no body: the answer must come without it
+        async with asyncio.timeout(5):
+            answer = await reader.readuntil(b"}")
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"100 Continue" not in answer
+
+
+async def test_an_hkid_with_no_letter_or_digit_identifies_nobody(
+    gw: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """'( )' and '[]' both normalised to '': two patients became one (one's name, the
+    other's date of birth)."""
+    one, two = f"P1-{tag()}", f"P2-{tag()}"
+    first = {"msg_id": one, "accessionNo": one, "hkid": "( )", "name": "ONE", "dob": "1950-01-01"}
+    second = {"msg_id": two, "accessionNo": two, "hkid": "[]", "name": "TWO"}
+    for dto in (first, second):
+        view = await accepted_and_final(http, gw, json.dumps(dto).encode())
+        assert any(w.startswith("hkid holds no letter") for w in view["warnings"])
+    _, stored = await get(http, gw, f"/orders/{one}")
+    assert (stored["name"], stored["dob"]) == (None, None)
+    state = await refused(http, gw, json.dumps({"msg_id": f"P3-{tag()}", "hkid": "( )"}).encode())
+    assert "Nothing to apply" in state["dto"][0]
+
+
+async def test_slow_chunked_clients_do_not_block_large_posts(
+    gw: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """Each chunked or large body held one of two places for its whole deadline: a dozen
+    slow clients made every large post wait, then 503."""
+    head = (
+        b"POST " + UPDATE.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n1\r\n \r\n"
+    )
+    slow = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(12)]
+    try:
+        for _, writer in slow:
+            writer.write(head)
+            await writer.drain()
+        msg_id = f"big-{tag()}"
+        big = {"msg_id": msg_id, "accessionNo": f"A-{msg_id}", "x": "y" * 70_000}
+        status, answer = await post(http, gw, json.dumps(big).encode())
+        assert status == 200, answer
+    finally:
+        for _, writer in slow:
+            writer.close()

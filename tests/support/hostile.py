@@ -123,6 +123,7 @@ services = st.one_of(
     st.builds(lambda lines: {"$id": "9", "$values": lines}, st.lists(service_lines, max_size=3)),
     st.builds(_deep_values, st.sampled_from([3, 255, 300, 5000])),
     st.just({"$ref": "1"}),
+    st.builds(lambda n: Raw("[" + ",".join(["1.5"] * n) + "]"), st.sampled_from([19_000, 300_000])),
 )
 dto_values = st.dictionaries(
     st.sampled_from([f for f in DTO_FIELDS if f != "services"] + ["ADDRESS", "$id", "x"]),
@@ -166,6 +167,9 @@ def xml_body(draw: st.DrawFn) -> tuple[str, bytes]:
             raw = draw(st.booleans())  # control characters as character references
             text = "".join(f"&#x{ord(c):x};" for c in value[:50]) if raw else _xml_text(value)
             parts.append(f"<{name}>{text}</{name}>")
+    attributes = draw(st.sampled_from([0, 0, 30_000]))  # on the root: 179 MB before the bound
+    if attributes:
+        parts[0] = "<QCareDto " + " ".join(f'a{i}="1"' for i in range(attributes)) + ">"
     depth = draw(st.sampled_from([0, 0, 300]))
     parts.append("<x>" * depth + "</x>" * depth + "</QCareDto>")
     body = "".join(parts)

@@ -69,3 +69,18 @@ def test_config_keeps_what_is_not_secret() -> None:
     url = "postgresql://qcare:pw@db:5432/qcare?sslmode=verify-full&password=pw"
     masked = Settings.from_env({"QCARE_DATABASE_URL": url}).masked()["QCARE_DATABASE_URL"]
     assert masked == "postgresql://qcare:****@db:5432/qcare?sslmode=verify-full&password=****"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:Pa,ssw0rd@127.0.0.1:5432/db",
+        "postgresql://postgres:pa#ss/w?rd@127.0.0.1:5432/db",
+        "postgresql://u@h/db?password=a,b&sslmode=require",
+    ],
+)
+def test_passwords_with_list_or_url_characters_are_masked_whole(url: str) -> None:
+    masked = Settings.from_env({"QCARE_DATABASE_URL": url}).masked()["QCARE_DATABASE_URL"]
+    for part in ("Pa,ssw0rd", "ssw0rd", "pa#ss", "w?rd", "a,b"):
+        assert part not in masked, masked
+    assert "****" in masked

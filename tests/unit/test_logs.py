@@ -19,6 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from qcare_ingest import logs
+from qcare_ingest.errors import QcareError
 from qcare_ingest.textsafe import escape_json, safe_text
 
 # Written out here, not imported: the test's own idea of what must never reach a reader.
@@ -80,9 +81,13 @@ def utf8(line: str) -> int:
     return len(line.encode("utf-8"))
 
 
+class OurError(QcareError):
+    """One of ours: its message is shown (ours carry no personal data)."""
+
+
 def raise_deep(message: str, depth: int = 3) -> None:
     if depth == 0:
-        raise ValueError(message)
+        raise OurError(message)
     raise_deep(message, depth - 1)
 
 
@@ -302,14 +307,14 @@ def test_a_line_over_the_limit_is_cut_to_it_and_stays_json() -> None:
 def test_an_exception_keeps_its_traceback_bounded_and_escaped() -> None:
     info = exc_info_of(raise_deep, f"bad value {HOSTILE} " + "z" * 200_000)
     _, event = json_line(record("lane failed", exc_info=info, level=logging.ERROR))
-    assert event["exc"] == "ValueError"
+    assert event["exc"] == "OurError"
     assert event["exc_text"].startswith(f"bad value {HOSTILE_SHOWN} zzz")
     assert len(event["exc_text"]) <= logs.EXC_TEXT_LIMIT + 30
     trace = event["traceback"]
     assert trace.startswith("Traceback (most recent call last):\n")
     assert trace.count(", in raise_deep\n") == 4  # every frame, though the message is huge
     assert "in exc_info_of\n" in trace
-    assert f"ValueError: bad value {HOSTILE_IN_TRACEBACK} zzz" in trace
+    assert f"OurError: bad value {HOSTILE_IN_TRACEBACK} zzz" in trace
     assert not RAW_BUT_NEWLINE.search(trace)
     assert len(trace) <= logs.TRACEBACK_LIMIT + 30
 
@@ -317,17 +322,19 @@ def test_an_exception_keeps_its_traceback_bounded_and_escaped() -> None:
 def test_a_long_chained_traceback_keeps_its_end() -> None:
     def chain(n: int) -> None:
         if n == 0:
-            raise KeyError("root cause")
+            raise OurError("root cause")
         try:
             chain(n - 1)
-        except KeyError as exc:
-            raise KeyError(f"level {n}") from exc
+        except OurError as exc:
+            raise OurError(f"level {n}") from exc
 
     _, event = json_line(record("failed", exc_info=exc_info_of(chain, 200)))
     trace = event["traceback"]
     assert len(trace) <= logs.TRACEBACK_LIMIT + 30
-    assert re.match(r"\[\+\d+ chars\]\.\.\.", trace)
-    assert trace.endswith("KeyError: 'level 200'")
+    assert trace.count("Traceback (most recent call last):") == logs.CHAIN_LIMIT  # the last
+    assert "OurError: level 193" in trace
+    assert "root cause" not in trace
+    assert trace.endswith("OurError: level 200")
 
 
 # --- the text formatter (a terminal) ---------------------------------------------------
@@ -353,5 +360,28 @@ def test_text_lines_escape_and_print_the_traceback() -> None:
     assert "...[+" in first.partition("fields=")[2]  # the list cut
     assert trace.startswith("Traceback (most recent call last):\n")
     assert trace.count(", in raise_deep\n") == 4
-    assert trace.endswith(f"ValueError: bad {HOSTILE_IN_TRACEBACK}")
+    assert trace.endswith(f"OurError: bad {HOSTILE_IN_TRACEBACK}")
     assert len(line) <= logs.LINE_LIMIT + 30
+
+
+def test_other_libraries_messages_are_withheld_from_logs() -> None:
+    """aiohttp quoted a whole request body (HKID and name) in its parser error; pydantic
+    quotes input_value; PostgreSQL the bad value. Only the class and frames are logged."""
+
+    def fail() -> None:
+        try:
+            raise OSError("connect call failed ('127.0.0.1', 5432)")
+        except OSError as exc:
+            raise ValueError(
+                "Data after `Connection: close`: b'hkid Z987654(2) WONG SIU MING'"
+            ) from exc
+
+    for line in (
+        json.dumps(json_line(record("failed", exc_info=exc_info_of(fail)))[1]),
+        logs.TextFormatter().format(record("failed", exc_info=exc_info_of(fail))),
+    ):
+        assert "Z987654" not in line
+        assert "WONG" not in line
+        assert "ValueError" in line
+        assert "message withheld" in line
+        assert "5432" in line  # an OS error speaks of sockets: kept

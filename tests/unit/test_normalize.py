@@ -41,3 +41,12 @@ def test_mask_never_shows_the_whole_id() -> None:
 )
 def test_gender(raw: str, expected: str | None) -> None:
     assert normalise_gender(raw) == expected
+
+
+def test_an_hkid_of_brackets_and_spaces_is_no_identity() -> None:
+    """'( )' and '[]' normalised to '': two patients merged into one key 'HKID:'."""
+    from qcare_ingest.normalize import patient_key
+
+    assert patient_key("( )", None) is None
+    assert patient_key("[]", "K1234567") == "PASSNO:K1234567"
+    assert patient_key(" a123456(3) ", None) == "HKID:A1234563"
