@@ -15,7 +15,7 @@ from aiohttp import web
 
 from qcare_ingest import heap, metrics
 from qcare_ingest.broker import Publisher
-from qcare_ingest.config import Network, Settings
+from qcare_ingest.config import ApiKey, Network, Settings
 from qcare_ingest.db import create_pool
 from qcare_ingest.openapi import document
 from qcare_ingest.store import init_connection
@@ -39,17 +39,17 @@ def _key_digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
-def _authenticate(keys: dict[str, str], request: web.Request) -> str | None:
-    """The key's name, comparing against every key in constant time."""
+def _authenticate(keys: dict[str, ApiKey], request: web.Request) -> ApiKey | None:
+    """The key, comparing against every key in constant time."""
     supplied = request.headers.get("X-Api-Key", "")
     auth = request.headers.get("Authorization", "")
     if not supplied and auth[:7].lower() == "bearer ":
         supplied = auth[7:].strip()
     digest = _key_digest(supplied)
     found = None
-    for secret, name in keys.items():
+    for secret, key in keys.items():
         if hmac.compare_digest(_key_digest(secret), digest):
-            found = name
+            found = key
     return found
 
 
@@ -63,16 +63,25 @@ def _allowed(networks: tuple[Network, ...], remote: str | None) -> bool:
     return any(address in network for network in networks)
 
 
-def _guard(settings: Settings, request: web.Request) -> web.Response | None:
-    """A refusal for /api/ requests from outside the allowed networks or without a key."""
+# What each /api/ route needs (SPEC §1): a route not listed needs a valid key only.
+ROUTE_SCOPES: dict[str, str] = {
+    "/api/v1/qcare/updateXRayOrder": "post",
+    "/api/v1/qcare/messages/{msg_id}": "status",
+    "/api/v1/qcare/orders/{accession_no}": "read",
+}
+
+
+def _guard(settings: Settings, request: web.Request, route: str) -> web.Response | None:
+    """A refusal for /api/ requests from outside the allowed networks, without a key (401)
+    or with a key that lacks the route's scope (403)."""
     if not _allowed(settings.allowed_networks, request.remote):
         log.warning(
             "client network refused", extra={"action": "forbidden", "remote": request.remote}
         )
         return web.json_response({"Message": "Your network is not allowed."}, status=403)
     if settings.api_keys:
-        name = _authenticate(settings.api_keys, request)
-        if name is None:
+        key = _authenticate(settings.api_keys, request)
+        if key is None:
             log.warning(
                 "unauthorized request", extra={"action": "unauthorized", "remote": request.remote}
             )
@@ -81,7 +90,18 @@ def _guard(settings: Settings, request: web.Request) -> web.Response | None:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="qcare-ingest"'},
             )
-        request[CLIENT] = name
+        request[CLIENT] = key.name
+        scope = ROUTE_SCOPES.get(route)
+        if scope is not None and scope not in key.scopes:
+            log.warning(
+                "scope refused",
+                extra={"action": "scope_refused", "client": key.name, "scope": scope,
+                       "route": route, "remote": request.remote},
+            )  # fmt: skip
+            return web.json_response(
+                {"Message": f"This key does not have the '{scope}' scope this request needs."},
+                status=403,
+            )
     return None
 
 
@@ -95,7 +115,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     status = 500
     try:
         refusal = (
-            _guard(request.app[SETTINGS], request) if request.path.startswith("/api/") else None
+            _guard(request.app[SETTINGS], request, route)
+            if request.path.startswith("/api/")
+            else None
         )
         response = await handler(request) if refusal is None else refusal
         status = response.status

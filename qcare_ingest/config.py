@@ -11,6 +11,7 @@ import ipaddress
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -22,14 +23,48 @@ PREFIX = "QCARE_"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_api_keys(raw: str) -> dict[str, str]:
-    """`qcare:SECRET1,ops:SECRET2` -> {secret: name}."""
-    keys: dict[str, str] = {}
+SCOPES = ("post", "status", "read", "admin")
+DEFAULT_SCOPES = frozenset({"post", "status"})
+_SCOPE_LIST = re.compile(r"[a-z]+(?:\+[a-z]+)*")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A named key and what it may do: `post` (the intake), `status` (GET /messages),
+    `read` (personal data: GET /orders and every later view of it), `admin` (dead-letter
+    operations, the console)."""
+
+    name: str
+    scopes: frozenset[str] = DEFAULT_SCOPES
+
+
+def parse_api_keys(raw: str) -> dict[str, ApiKey]:
+    """`qcare:SECRET1:post+status,ops:SECRET2:post+status+read+admin` -> {secret: ApiKey}.
+
+    `name:secret` without scopes means `post+status`. The last `:`-part is read as scopes
+    when it is lowercase words joined by `+` (a secret holding `:` needs its scopes given);
+    an unknown scope, an empty name or secret, or a name or secret given twice is an error
+    (the name is who the audit trail says read personal data)."""
+    keys: dict[str, ApiKey] = {}
+    names: set[str] = set()
     for item in filter(None, (part.strip() for part in raw.split(","))):
         name, sep, secret = item.partition(":")
-        if not sep or not name.strip() or not secret.strip():
-            raise ValueError("entries must look like name:secret")
-        keys[secret.strip()] = name.strip()
+        name, secret = name.strip(), secret.strip()
+        scopes = DEFAULT_SCOPES
+        head, colon, tail = secret.rpartition(":")
+        if colon and not tail.strip():
+            raise ValueError(f"key {name}: empty scopes after the last ':'")
+        if colon and _SCOPE_LIST.fullmatch(tail.strip()):
+            wanted = frozenset(tail.strip().split("+"))
+            if not wanted <= set(SCOPES):  # not echoed: it may be part of a mistyped secret
+                raise ValueError(f"key {name}: an unknown scope (scopes: {'+'.join(SCOPES)})")
+            secret, scopes = head.strip(), wanted
+        if not sep or not name or not secret:
+            raise ValueError("entries must look like name:secret or name:secret:scope+scope")
+        if name in names or secret in keys:
+            raise ValueError(f"key {name} given twice (names and secrets must be unique)")
+        names.add(name)
+        keys[secret] = ApiKey(name, scopes)
     return keys
 
 
@@ -67,7 +102,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/qcare"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+    api_keys: Annotated[dict[str, ApiKey], NoDecode] = Field(default_factory=dict, repr=False)
     allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
     worker_concurrency: int = Field(default=256, ge=1, le=10000)
     worker_batch: int = Field(default=64, ge=1, le=1000)
@@ -162,7 +197,10 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if name == "api_keys":
-                value = ",".join(f"{n}:****" for n in sorted(value.values()))
+                value = ",".join(
+                    f"{k.name}:****:{'+'.join(s for s in SCOPES if s in k.scopes)}"
+                    for k in sorted(value.values(), key=lambda k: k.name)
+                )
             elif name.endswith("_url"):
                 value = _mask_url(value)
             elif isinstance(value, tuple):

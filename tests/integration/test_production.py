@@ -19,7 +19,7 @@ from tests.support.payloads import UPDATE, order
 from tests.support.procs import ROOT, Gateway, Proc, Worker, wait_for
 from tests.support.queues import cli
 
-KEYS = "qcare:k-qcare-123,ops:k-ops-456"
+KEYS = "qcare:k-qcare-123,ops:k-ops-456:post+status+read+admin"
 
 
 async def status_of(http: aiohttp.ClientSession, url: str, **kw: object) -> int:
@@ -57,6 +57,12 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
 
     await wait_for(applied, 30, what="applied, read with the ops key")
     assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=auth) == 200
+    # name:secret means post+status: the posting key cannot read the personal data it posted
+    qcare = {"X-Api-Key": "k-qcare-123"}
+    assert await status_of(http, f"{gw.url}/api/v1/qcare/messages/{m}", headers=qcare) == 200
+    async with http.get(f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=qcare) as resp:
+        assert resp.status == 403
+        assert "read" in (await resp.json())["Message"]
 
     async def queued_line() -> list[dict[str, Any]]:
         return [
@@ -70,6 +76,50 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
     queued = await wait_for(queued_line, 10, what="the accepted update's log line")
     assert queued[0]["client"] == "qcare"  # logs say which client posted
     assert "k-qcare-123" not in gw.text()
+
+
+SCOPED = "poster:k-poster-1:post,watcher:k-watcher-2:status,reader:k-reader-3:read"
+
+
+async def test_each_route_needs_its_scope(procs: Procs, http: aiohttp.ClientSession) -> None:
+    """401 without a valid key whatever the route; 403 in Web API's shape with a key that
+    lacks the route's scope; the scope's own key gets through."""
+    gw = procs.gateway(QCARE_API_KEYS=SCOPED)
+    await gw.ready(http)
+    m = f"scope-{uuid.uuid4().hex[:8]}"
+    routes = {  # route -> (method, the scope it needs)
+        UPDATE: ("POST", "post"),
+        f"/api/v1/qcare/messages/{m}": ("GET", "status"),
+        f"/api/v1/qcare/orders/ACC-{m}": ("GET", "read"),
+    }
+    keys = {"post": "k-poster-1", "status": "k-watcher-2", "read": "k-reader-3"}
+    body = order(m, "ACC-" + m)
+    for path, (method, needed) in routes.items():
+        kw: dict[str, Any] = {"method": method}
+        if method == "POST":
+            kw.update(data=body, headers={"Content-Type": "application/json"})
+        base = kw.get("headers", {})
+        assert await status_of(http, gw.url + path, **kw) == 401
+        for scope, secret in keys.items():
+            async with http.request(
+                method, gw.url + path, data=kw.get("data"), headers={**base, "X-Api-Key": secret}
+            ) as resp:
+                answer = await resp.json()
+                if scope == needed:
+                    assert resp.status in (200, 404), (path, scope, answer)  # 404: not applied
+                else:
+                    assert resp.status == 403, (path, scope, answer)
+                    assert answer == {
+                        "Message": f"This key does not have the '{needed}' scope this "
+                        "request needs."
+                    }
+    refusals = [e for e in gw.events() if e.get("action") == "scope_refused"]
+    assert {(e["client"], e["scope"]) for e in refusals} == {
+        (name, needed)
+        for name, scope in (("poster", "post"), ("watcher", "status"), ("reader", "read"))
+        for _, needed in routes.values()
+        if scope != needed
+    }
 
 
 async def test_allowed_networks(procs: Procs, http: aiohttp.ClientSession) -> None:
@@ -242,7 +292,7 @@ async def test_metrics_health_and_status(
     assert "qcare.ingest.dlq" in status.stdout
     assert "oldest waiting message" in status.stdout
     config = cli(test_env.env(QCARE_API_KEYS=KEYS), "config")
-    assert "QCARE_API_KEYS=ops:****,qcare:****" in config.stdout
+    assert "QCARE_API_KEYS=ops:****:post+status+read+admin,qcare:****:post+status" in config.stdout
     assert "k-ops-456" not in config.stdout
     assert "guest:****@" in config.stdout
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from qcare_ingest.config import Settings
+from qcare_ingest.config import ApiKey, Settings
 from qcare_ingest.errors import ConfigError
 
 
@@ -16,8 +16,46 @@ def test_defaults_match_spec() -> None:
 
 def test_named_api_keys() -> None:
     s = Settings.from_env({"QCARE_API_KEYS": "qcare:SECRET1, ops:SECRET2"})
-    assert s.api_keys == {"SECRET1": "qcare", "SECRET2": "ops"}
+    assert s.api_keys == {"SECRET1": ApiKey("qcare"), "SECRET2": ApiKey("ops")}
     assert "SECRET1" not in repr(s)
+
+
+def test_scoped_api_keys() -> None:
+    s = Settings.from_env(
+        {"QCARE_API_KEYS": "qcare:SECRET1:post+status,ops:SECRET2:post+status+read+admin,"
+         "reader:SE:CRET3:read,old:SECRET4"}
+    )  # fmt: skip
+    assert s.api_keys == {
+        "SECRET1": ApiKey("qcare", frozenset({"post", "status"})),
+        "SECRET2": ApiKey("ops", frozenset({"post", "status", "read", "admin"})),
+        "SE:CRET3": ApiKey("reader", frozenset({"read"})),  # a ":" in a secret: scopes given
+        "SECRET4": ApiKey("old", frozenset({"post", "status"})),  # name:secret: the narrow default
+    }
+    assert s.masked()["QCARE_API_KEYS"] == (
+        "old:****:post+status,ops:****:post+status+read+admin,qcare:****:post+status,"
+        "reader:****:read"
+    )
+    assert "SECRET" not in str(s.masked())
+    # the settings object goes through with_overrides unchanged
+    assert s.with_overrides(http_port=1).api_keys == s.api_keys
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ops:SECRET2:post+reed",  # a mistyped scope must not widen or silently narrow a key
+        "ops:SECRET2:",
+        "ops::read",
+        ":SECRET2:read",
+        "ops:S1,ops:S2",  # the name is who the audit trail names
+        "a:S1,b:S1",
+    ],
+)
+def test_bad_api_keys(raw: str) -> None:
+    with pytest.raises(ConfigError, match="QCARE_API_KEYS") as caught:
+        Settings.from_env({"QCARE_API_KEYS": raw})
+    assert "SECRET2" not in str(caught.value)
+    assert "S1" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.app import _authenticate
+from qcare_ingest.config import ApiKey
 
-KEYS = {"s3cret": "qcare", "clé-secrète": "ops"}  # secret -> name, as config parses them
+KEYS = {"s3cret": ApiKey("qcare"), "clé-secrète": ApiKey("ops")}  # as config parses them
 
 
 def request_with(header: str, raw: bytes) -> web.Request:
@@ -42,4 +43,5 @@ def request_with(header: str, raw: bytes) -> web.Request:
     ],
 )
 def test_a_key_is_its_bytes(header: str, raw: bytes, expected: str | None) -> None:
-    assert _authenticate(KEYS, request_with(header, raw)) == expected
+    key = _authenticate(KEYS, request_with(header, raw))
+    assert (key.name if key else None) == expected
