@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from qcare_ingest import metrics
+from qcare_ingest import audit, metrics
 from qcare_ingest.answers import error_json, error_xml, message_xml, problems
 from qcare_ingest.api_models import MessageView, OrderView
 from qcare_ingest.binding import BindResult, Format, UnsupportedMediaTypeError, bind, select_format
@@ -185,14 +185,30 @@ async def update_xray_order(request: web.Request) -> web.Response:
 
 
 async def _read(
-    request: web.Request, query: Any, key: str, what: str, model: type[MessageView | OrderView]
+    request: web.Request,
+    query: Any,
+    key: str,
+    what: str,
+    model: type[MessageView | OrderView],
+    audited: str | None = None,
 ) -> web.Response:
+    """One read; `audited`: the audit action a read of personal data records (the row
+    written before the answer, on the read's connection: no row, no data)."""
     if "\x00" in key:  # no id holds NUL (PostgreSQL text cannot): 503 + Retry-After before
         return web.json_response({"Message": f"No {what} with that id is known."}, status=404)
     try:
         async with asyncio.timeout(5):
             async with request.app[POOL].acquire() as conn:
                 view = await query(conn, key)
+                if audited is not None:
+                    await audit.record(
+                        conn,
+                        who=request.get(CLIENT) or audit.ANONYMOUS,
+                        action=audited,
+                        subject=key,
+                        client=request.remote,
+                        outcome="not_found" if view is None else "shown",
+                    )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("read failed", extra={"action": "read_failed", "error": type(exc).__name__})
         return web.json_response(
@@ -210,7 +226,14 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
-    return await _read(request, order_view, request.match_info["accession_no"], "order", OrderView)
+    return await _read(
+        request,
+        order_view,
+        request.match_info["accession_no"],
+        "order",
+        OrderView,
+        audited=audit.ORDER_READ,
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

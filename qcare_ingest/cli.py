@@ -56,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("migrate", help="create or upgrade the database schema and broker topology")
     sub.add_parser("status", help="queue depths, consumers, oldest waiting message, inbox")
     sub.add_parser("config", help="print the effective configuration, secrets masked")
+    audit = sub.add_parser("audit", help="the audit trail of reads of personal data")
+    audit.add_argument("--since", help="7d, 12h, 30m ago, or an ISO 8601 date or time (UTC)")
+    audit.add_argument("--key", help="only reads by this key name (or CLI user)")
+    audit.add_argument("--limit", type=int, default=10000, help="at most this many rows")
     sub.add_parser("gateway", help="run the HTTP gateway", add_help=False)
     sub.add_parser("worker", help="run one worker process", add_help=False)
     sub.add_parser("dlq", help="inspect and replay the dead-letter queue", add_help=False)
@@ -75,6 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in settings.masked().items():
             print(f"{name}={value}")
         return 0
+    if args.command == "audit":
+        from datetime import UTC, datetime
+
+        from . import audit as trail
+
+        try:
+            since = trail.parse_since(args.since, datetime.now(UTC)) if args.since else None
+        except ValueError:
+            parser.error(f"--since: not a duration (7d, 12h, 30m) or ISO date: {args.since}")
+        return asyncio.run(
+            trail.run(settings.database_url, since, args.key, args.limit, sys.stdout)
+        )
     if args.command == "status":
         from .status import run
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from . import audit
 from .broker import connect, republish
 from .config import Settings, load_or_exit
 from .deadletter import H_ATTEMPTS, H_ERROR, H_LAST_FAILURE, H_REASON, H_REPLAYED
@@ -33,8 +35,16 @@ from .normalize import mask_id
 from .textsafe import escape_json, safe_text
 from .topology import DLQ, EXCHANGE, ROUTING_KEY, declare
 
-PERSONAL = ("hkid", "passno")
-NAMES = ("name",)
+# `show` prints these DTO fields as they are; every other field is masked unless --reveal
+# (issue 14): an allow-list, so a field added later, or a body in an unexpected shape,
+# is masked by default. The identifiers keep a hint of themselves (A12****(3)).
+SHOWN_FIELDS = frozenset(
+    {"msg_id", "accessionNo", "studyDate", "studyTime", "location", "plan_type", "ref_doctor",
+     "ref_clinic_fullname", "csCode", "modality", "refClinicFullname", "examClinicFullName"}
+)  # fmt: skip
+SHOWN_SERVICE_FIELDS = frozenset({"studyDesc", "bodypart", "noOfImages", "warningTime"})
+IDENTIFIERS = frozenset({"hkid", "passno"})
+HIDDEN = "***"
 # Characters of a value `list` shows: a whole msg_id (AMQP: at most 255 bytes), a whole
 # accessionNo (at most 64) with room for escapes.
 ID_SHOWN = 255
@@ -117,20 +127,45 @@ def describe(message: AbstractIncomingMessage) -> Dead:
     )
 
 
+def _mask_value(key: str, value: Any) -> Any:
+    if value is None or value == "":
+        return value
+    if key.lower() in IDENTIFIERS and isinstance(value, str):
+        return mask_id(value)
+    return HIDDEN
+
+
 def masked_body(body: bytes) -> Any:
-    """The DTO for `show`, with HKID and passport masked and names hidden (SPEC §5)."""
+    """The DTO for `show` with every personal field masked (SPEC §5, issue 14): identifiers
+    as `A12****(3)`, name, dob, address, gender, chitno and anything not known to be
+    harmless as `***`."""
     try:
         data = json.loads(body)
     except ValueError:
         return {"undecodable_body_bytes": len(body)}
-    if isinstance(data, dict):
-        for key in PERSONAL:
-            if isinstance(data.get(key), str):
-                data[key] = mask_id(data[key])
-        for key in NAMES:
-            if data.get(key):
-                data[key] = "***"
-    return data
+    if not isinstance(data, dict):
+        return {"masked_body": type(data).__name__, "bytes": len(body)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SHOWN_FIELDS and (value is None or isinstance(value, str | int | float)):
+            out[key] = value
+        elif key == "services" and isinstance(value, list):
+            out[key] = [
+                {k: v if k in SHOWN_SERVICE_FIELDS else _mask_value(k, v) for k, v in item.items()}
+                if isinstance(item, dict)
+                else _mask_value(key, item)
+                for item in value
+            ]
+        else:
+            out[key] = _mask_value(key, value)
+    return out
+
+
+def revealed_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {"undecodable_body_bytes": len(body)}
 
 
 async def fetch_all(channel: AbstractChannel) -> list[Dead]:
@@ -198,7 +233,7 @@ def _list(dead: list[Dead], out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO) -> int:
+def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO, reveal: bool = False) -> int:
     found = by_id(dead, msg_id)
     if not found:
         err.write(f"no dead-lettered message with msg_id {safe_text(msg_id, ID_SHOWN)}\n")
@@ -212,7 +247,7 @@ def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO) -> int:
             "reason": d.reason,
             "error": headers.get(H_ERROR),
             "headers": headers,
-            "dto": masked_body(d.message.body),
+            "dto": revealed_body(d.message.body) if reveal else masked_body(d.message.body),
         }
         text = json.dumps(shown, indent=2, default=str, ensure_ascii=False)
         out.write(escape_json(text) + "\n")
@@ -262,6 +297,34 @@ async def _move(
     return 1 if missing else 0
 
 
+async def _audit_reveal(
+    settings: Settings, args: argparse.Namespace, dead: list[Dead], err: TextIO
+) -> bool:
+    """The audit row for `show --reveal`, written before anything is shown."""
+    who, client = audit.cli_user(args.as_name)
+    found = by_id(dead, args.msg_id)
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        try:
+            await audit.record(
+                conn,
+                who=who,
+                action=audit.DLQ_REVEAL,
+                subject=found[0].msg_id if found else args.msg_id,
+                client=client,
+                outcome="shown" if found else "not_found",
+            )
+        finally:
+            await conn.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        err.write(
+            f"dlq show --reveal: the audit row could not be written ({type(exc).__name__}); "
+            "nothing revealed\n"
+        )
+        return False
+    return True
+
+
 async def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     conn = await connect(settings.amqp_url, timeout=10)
     try:
@@ -270,7 +333,9 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
         if args.action == "list":
             return _list(dead, out, err)
         if args.action == "show":
-            return _show(dead, args.msg_id, out, err)
+            if args.reveal and not await _audit_reveal(settings, args, dead, err):
+                return 1
+            return _show(dead, args.msg_id, out, err, reveal=args.reveal)
         return await _move(args, topology.channel, dead, out, err)
     finally:
         await conn.close()  # everything not acked goes back to the dead-letter queue
@@ -286,6 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="a table of dead-lettered messages")
     show = sub.add_parser("show", help="headers and DTO of one message (personal data masked)")
     show.add_argument("msg_id")
+    show.add_argument(
+        "--reveal",
+        action="store_true",
+        help="show the personal data whole; recorded in the audit trail (qcare-ingest audit)",
+    )
+    show.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        help="who the audit trail names (default: the OS user, which it records anyway)",
+    )
     for name, text in (
         ("replay", "move messages back to the main queue"),
         ("purge", "delete messages for good"),

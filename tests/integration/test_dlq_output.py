@@ -130,9 +130,12 @@ async def test_dlq_show_escapes_control_characters_and_keeps_the_values(
     assert message["error"] == f"refused {EVIL}"
     assert message["headers"]["x-custom"] == f"raw {EVIL}"
     assert message["dto"]["accessionNo"] == f"ACC-{EVIL}"
-    assert message["dto"]["address"] == f"Flat {EVIL}"
+    assert message["dto"]["address"] == "***"  # masked unless --reveal (issue 14)
     assert message["dto"]["hkid"] == "A12****(3)"
     assert message["dto"]["name"] == "***"
+    revealed = json.loads((await run(test_env, "show", evil_id, "--reveal", "--as", "t")).stdout)
+    assert revealed["dto"]["address"] == f"Flat {EVIL}"  # whole, and still escaped
+    assert revealed["dto"]["name"] == f"CHAN {EVIL} TAI MAN"
     # the operator may also copy the msg_id from `dlq list`, escapes and all
     copied = await run(test_env, "show", evil_id.replace(EVIL, EVIL_SHOWN))
     assert json.loads(copied.stdout)["msg_id"] == evil_id
@@ -153,7 +156,7 @@ async def test_dlq_list_and_show_take_lone_surrogates_and_a_numeric_accession(
     rows = {r.split(" ", 1)[0]: r for r in listing.stdout.splitlines()}
     assert " ACC-\\ud83d " in rows[odd]
     assert " 12345 " in rows[number]
-    shown = json.loads((await run(test_env, "show", odd)).stdout)
+    shown = json.loads((await run(test_env, "show", odd, "--reveal")).stdout)
     assert shown["dto"] == {
         "msg_id": odd,
         "accessionNo": "ACC-\ud83d",

@@ -28,7 +28,7 @@ async def status_of(http: aiohttp.ClientSession, url: str, **kw: object) -> int:
         return resp.status
 
 
-async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
+async def test_api_keys(procs: Procs, http: aiohttp.ClientSession, db: asyncpg.Pool) -> None:
     gw = procs.gateway(QCARE_API_KEYS=KEYS)
     worker = procs.worker()
     await gw.ready(http)
@@ -57,6 +57,7 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
 
     await wait_for(applied, 30, what="applied, read with the ops key")
     assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=auth) == 200
+    assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/NONE-{m}", headers=auth) == 404
     # name:secret means post+status: the posting key cannot read the personal data it posted
     qcare = {"X-Api-Key": "k-qcare-123"}
     assert await status_of(http, f"{gw.url}/api/v1/qcare/messages/{m}", headers=qcare) == 200
@@ -76,6 +77,18 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
     queued = await wait_for(queued_line, 10, what="the accepted update's log line")
     assert queued[0]["client"] == "qcare"  # logs say which client posted
     assert "k-qcare-123" not in gw.text()
+    # every read of an order is in the audit trail: who, what, from where; the refused
+    # read and the reads without personal data (GET /messages) are not
+    rows = await db.fetch(
+        "SELECT who, action, subject, client, outcome FROM audit_log WHERE subject LIKE $1",
+        f"%{m}",
+    )
+    assert sorted(tuple(r) for r in rows) == [
+        ("ops", "order_read", f"ACC-{m}", "127.0.0.1", "shown"),
+        ("ops", "order_read", f"NONE-{m}", "127.0.0.1", "not_found"),
+    ]
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # append-only, even for the owner
+        await db.execute("UPDATE audit_log SET who = 'x' WHERE subject = $1", f"ACC-{m}")
 
 
 SCOPED = "poster:k-poster-1:post,watcher:k-watcher-2:status,reader:k-reader-3:read"
@@ -151,8 +164,20 @@ PERSONAL = {
     "hkid": "K987654(2)",
     "passno": "E99887766",
     "name": "WONG SECRET NAME",
+    "dob": "1961-07-23",
+    "address": "88 HIDDEN ROAD",
+    "chitno": "CHIT-77123",
 }
-LEAKS = ["K987654", "K9876542", "E99887766", "WONG SECRET NAME", "SECRET NAME"]
+LEAKS = [
+    "K987654",
+    "K9876542",
+    "E99887766",
+    "WONG SECRET NAME",
+    "SECRET NAME",
+    "1961-07-23",
+    "HIDDEN ROAD",
+    "CHIT-77123",
+]
 
 
 async def test_personal_data_never_in_logs_errors_or_dlq(
@@ -211,7 +236,7 @@ async def test_personal_data_never_in_logs_errors_or_dlq(
         gw.url + UPDATE,
         headers={"Content-Type": "application/json"},
         data=json.dumps(
-            {"msg_id": f"p1-{tag}", "accessionNo": f"ACC-p-{tag}", **PERSONAL, "address": "changed"}
+            {"msg_id": f"p1-{tag}", "accessionNo": f"ACC-p-{tag}", **PERSONAL, "location": "X"}
         ),
     ) as resp:
         assert resp.status == 200
@@ -235,10 +260,37 @@ async def test_personal_data_never_in_logs_errors_or_dlq(
     async with http.get(gw.url + "/metrics") as resp:
         exposed = await resp.text()
     assert not any(leak in exposed for leak in LEAKS)
-    # the authenticated read is the one place it comes back whole
+    # the authenticated read is the one place it comes back whole, and it is audited
     async with http.get(f"{gw.url}/api/v1/qcare/orders/ACC-p-{tag}") as resp:
         whole = await resp.json()
-    assert (whole["hkid"], whole["name"]) == (PERSONAL["hkid"], PERSONAL["name"])
+    assert {k: whole[k] for k in PERSONAL} == PERSONAL
+    # as is `dlq show --reveal`, audited under --as (the OS user is recorded with it)
+    revealed = cli(test_env.env(), "dlq", "show", f"p1-{tag}", "--reveal", "--as", f"dr-{tag}")
+    assert revealed.returncode == 0, revealed.stderr
+    assert {k: json.loads(revealed.stdout)["dto"][k] for k in PERSONAL} == PERSONAL
+    rows = await db.fetch(
+        "SELECT who, action, subject, client, outcome FROM audit_log WHERE subject = ANY($1)",
+        [f"ACC-p-{tag}", f"p1-{tag}"],
+    )
+    assert sorted((r["who"], r["action"], r["subject"], r["outcome"]) for r in rows) == [
+        ("anonymous", "order_read", f"ACC-p-{tag}", "shown"),  # no keys: loopback dev mode
+        (f"dr-{tag}", "dlq_reveal", f"p1-{tag}", "shown"),
+    ]
+    clients = {r["action"]: r["client"] for r in rows}
+    assert clients["order_read"] == "127.0.0.1"
+    assert clients["dlq_reveal"].startswith("cli:")
+    listed = cli(test_env.env(), "audit", "--since", "1h", "--key", f"dr-{tag}")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[1:5] for line in listed.stdout.splitlines()[1:]] == [
+        [f"dr-{tag}", "dlq_reveal", "shown", f"p1-{tag}"]
+    ]
+    later = cli(test_env.env(), "audit", "--since", "2999-01-01", "--key", f"dr-{tag}")
+    assert later.stdout.splitlines()[1:] == []
+    # the audit trail's own log lines name the read, never the data
+    logs = gw.text()
+    assert any(e.get("action") == "audit" and e["subject"] == f"ACC-p-{tag}" for e in gw.events())
+    for leak in LEAKS:
+        assert leak not in logs, f"{leak!r} in logs"
 
 
 def _port(worker: Worker) -> int:
