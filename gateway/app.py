@@ -138,7 +138,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         delays=settings.retry_delays,
     )
     await publisher.ping()  # connect now if we can; failing is fine, requests retry
-    pool = await create_pool(settings.database_url, size=8, init=init_connection)
+    pool = await create_pool(settings.gateway_dsn, size=8, init=init_connection)
     app[PUBLISHER] = publisher
     app[POOL] = pool
     yield

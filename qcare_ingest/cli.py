@@ -25,7 +25,12 @@ async def _migrate(settings: Settings) -> int:
     from .db import migrate
     from .topology_upgrade import UpgradeError, upgrade
 
-    applied = await migrate(settings.database_url)
+    services = {"gateway": settings.gateway_database_url, "worker": settings.worker_database_url}
+    try:
+        applied = await migrate(settings.database_url, {k: v for k, v in services.items() if v})
+    except ValueError as exc:  # a service URL that cannot be set up (another database)
+        print(f"database: {exc}", file=sys.stderr)
+        return 2
     print(f"database: {len(applied)} migration(s) applied {applied}", file=sys.stderr)
 
     def say(line: str) -> None:

@@ -133,6 +133,22 @@ class Settings(BaseSettings):
     def _keys(cls, value: Any) -> Any:
         return parse_api_keys(value) if isinstance(value, str) else value
 
+    # Least privilege (issue 14): the gateway's and the workers' own database roles. Empty:
+    # QCARE_DATABASE_URL, as before. `migrate` (run with the owner's QCARE_DATABASE_URL)
+    # creates the roles these URLs name, with their passwords, and grants what each needs.
+    gateway_database_url: str = ""
+    worker_database_url: str = ""
+    # `prune` keeps audit rows at least this long, whatever --older-than says (7 years)
+    audit_retention_days: int = Field(default=2557, ge=1)
+
+    @property
+    def gateway_dsn(self) -> str:
+        return self.gateway_database_url or self.database_url
+
+    @property
+    def worker_dsn(self) -> str:
+        return self.worker_database_url or self.database_url
+
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:

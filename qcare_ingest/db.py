@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -55,8 +55,96 @@ async def ensure_database(url: str) -> bool:
     return True
 
 
-async def migrate(url: str) -> list[str]:
-    """Apply the migrations not yet applied; idempotent and safe to run concurrently."""
+# What each service's role may do (issue 14: least privilege). The gateway reads what it
+# serves and appends audit rows; the workers write the inbox and the entities. Nobody but
+# the owner (migrate, prune, the CLI) may update or delete audit rows, or read them.
+GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "gateway": [
+        ("SELECT", ("inbox", "inbox_conflicts", "patients", "orders", "order_services")),
+        ("INSERT", ("audit_log",)),
+    ],
+    "worker": [
+        ("SELECT, INSERT, UPDATE", ("inbox", "patients", "orders")),
+        ("SELECT, INSERT, UPDATE, DELETE", ("order_services",)),
+        ("SELECT, INSERT", ("inbox_conflicts",)),
+    ],
+}
+SEQUENCES: dict[str, tuple[str, ...]] = {
+    "gateway": ("audit_log_id_seq",),
+    "worker": ("inbox_conflicts_id_seq",),
+}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def role_of(url: str) -> tuple[str | None, str | None]:
+    """(user, password) of a PostgreSQL URL's user-info."""
+    parts = urlsplit(url)
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return user, password
+
+
+async def _create_role(conn: asyncpg.Connection, role: str, password: str | None) -> None:
+    """CREATE or ALTER the login role; safe when another migrate (of another database of
+    the same cluster: roles are cluster-wide) does the same at the same moment. The
+    password goes in as a quoted literal built by the server (format %L), never by us."""
+    login = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+    for attempt in range(5):
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+            verb = "ALTER" if exists else "CREATE"
+            if password is None:
+                await conn.execute(f"{verb} ROLE {_ident(role)} {login}")
+            else:
+                sql = await conn.fetchval(
+                    f"SELECT format('{verb} ROLE %I {login} PASSWORD %L', $1::text, $2::text)",
+                    role,
+                    password,
+                )
+                await conn.execute(sql)
+            return
+        except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+            continue  # created by someone else since we looked: alter it
+        except asyncpg.InternalServerError as exc:  # "tuple concurrently updated"
+            if "concurrently" not in str(exc) or attempt == 4:
+                raise
+    raise RuntimeError(f"role {role}: could not create or alter it")
+
+
+async def ensure_roles(conn: asyncpg.Connection, owner_url: str, services: dict[str, str]) -> None:
+    """The login role each service's URL names, with exactly the grants that service needs.
+    A URL naming the owner itself (the single-URL set-up) is left alone."""
+    owner = await conn.fetchval("SELECT current_user")
+    database = database_name(owner_url)
+    for service, url in services.items():
+        role, password = role_of(url)
+        if role is None or role == owner:
+            continue
+        if database_name(url) != database:
+            raise ValueError(
+                f"the {service} URL names database {database_name(url)!r}, not {database!r}"
+            )
+        await _create_role(conn, role, password)
+        ident = _ident(role)
+        async with conn.transaction():
+            await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {ident}")
+            await conn.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {ident}")
+            await conn.execute(f"GRANT CONNECT ON DATABASE {_ident(database)} TO {ident}")
+            await conn.execute(f"GRANT USAGE ON SCHEMA public TO {ident}")
+            for privileges, tables in GRANTS[service]:
+                await conn.execute(f"GRANT {privileges} ON {', '.join(tables)} TO {ident}")
+            for sequence in SEQUENCES[service]:
+                await conn.execute(f"GRANT USAGE ON SEQUENCE {sequence} TO {ident}")
+        log.info("role granted", extra={"action": "grant", "service": service, "role": role})
+
+
+async def migrate(url: str, services: dict[str, str] | None = None) -> list[str]:
+    """Apply the migrations not yet applied, then create the services' roles (`services`:
+    service name -> the URL it connects with) and grant them what they need; idempotent
+    and safe to run concurrently."""
     await ensure_database(url)
     conn = await asyncpg.connect(url)
     applied: list[str] = []
@@ -81,6 +169,9 @@ async def migrate(url: str) -> list[str]:
                 )
             applied.append(name)
             log.info("migration applied", extra={"action": "migrate", "migration": name})
+        # Nobody but the owner creates objects (PostgreSQL 15's default; older ones not).
+        await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        await ensure_roles(conn, url, services or {})
         # Fresh tables get sequential-scan plans (FK checks included) until analysed.
         await conn.execute("ANALYZE")
     finally:

@@ -91,7 +91,7 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._log_stopped)
             pool = await create_pool(
-                self.settings.database_url, size=self.lanes + 1, init=init_connection
+                self.settings.worker_dsn, size=self.lanes + 1, init=init_connection
             )
             stack.push_async_callback(pool.close)
 

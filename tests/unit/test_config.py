@@ -122,3 +122,23 @@ def test_passwords_with_list_or_url_characters_are_masked_whole(url: str) -> Non
     for part in ("Pa,ssw0rd", "ssw0rd", "pa#ss", "w?rd", "a,b"):
         assert part not in masked, masked
     assert "****" in masked
+
+
+def test_service_database_urls_default_to_the_shared_one() -> None:
+    one = Settings.from_env({"QCARE_DATABASE_URL": "postgresql://owner:pw@db/qcare"})
+    assert one.gateway_dsn == one.worker_dsn == "postgresql://owner:pw@db/qcare"
+    split = Settings.from_env(
+        {
+            "QCARE_DATABASE_URL": "postgresql://owner:pw@db/qcare",
+            "QCARE_GATEWAY_DATABASE_URL": "postgresql://gw:gpw@db/qcare",
+            "QCARE_WORKER_DATABASE_URL": "postgresql://wk:wpw@db/qcare",
+        }
+    )
+    assert (split.gateway_dsn, split.worker_dsn) == (
+        "postgresql://gw:gpw@db/qcare",
+        "postgresql://wk:wpw@db/qcare",
+    )
+    shown = split.masked()
+    assert shown["QCARE_GATEWAY_DATABASE_URL"] == "postgresql://gw:****@db/qcare"
+    assert "gpw" not in str(shown)
+    assert "wpw" not in str(shown)
