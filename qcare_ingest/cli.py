@@ -65,6 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--since", help="7d, 12h, 30m ago, or an ISO 8601 date or time (UTC)")
     audit.add_argument("--key", help="only reads by this key name (or CLI user)")
     audit.add_argument("--limit", type=int, default=10000, help="at most this many rows")
+    prune = sub.add_parser(
+        "prune", help="retention: delete inbox rows, conflicts and audit rows past their age"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=int,
+        required=True,
+        metavar="DAYS",
+        help="age in days (audit rows: at least QCARE_AUDIT_RETENTION_DAYS)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     sub.add_parser("gateway", help="run the HTTP gateway", add_help=False)
     sub.add_parser("worker", help="run one worker process", add_help=False)
     sub.add_parser("dlq", help="inspect and replay the dead-letter queue", add_help=False)
@@ -95,6 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--since: not a duration (7d, 12h, 30m) or ISO date: {args.since}")
         return asyncio.run(
             trail.run(settings.database_url, since, args.key, args.limit, sys.stdout)
+        )
+    if args.command == "prune":
+        from .retention import run as prune_run
+
+        if args.older_than < 1:
+            parser.error("--older-than: at least 1 day")
+        return asyncio.run(
+            prune_run(
+                settings.database_url,
+                args.older_than,
+                settings.audit_retention_days,
+                args.dry_run,
+                sys.stdout,
+            )
         )
     if args.command == "status":
         from .status import run
