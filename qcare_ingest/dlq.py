@@ -1,4 +1,7 @@
-"""`qcare-ingest dlq list | show MSG_ID | replay [MSG_ID…] [--all] | purge …` (SPEC §4).
+"""`qcare-ingest dlq list | show MSG_ID [--reveal] | replay [MSG_ID…] [--all] | purge …` (SPEC §4).
+
+`show` masks every personal field unless --reveal, which is recorded in the audit trail
+first (issue 14). `purge --older-than DAYS` is the dead-letter queue's retention.
 
 Messages are read with basic.get and left unacked, so a reader that dies puts
 nothing at risk: the broker hands them back when the channel closes. Replay
@@ -270,10 +273,18 @@ async def _move(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    if not args.all and not args.msg_ids:
+    older_than = getattr(args, "older_than", None)
+    if not args.all and not args.msg_ids and older_than is None:
         err.write(f"dlq {args.action}: name MSG_IDs or pass --all\n")
         return 2
-    chosen = _select(dead, args.msg_ids, args.all, args.reason)
+    chosen = _select(dead, args.msg_ids, args.all or older_than is not None, args.reason)
+    if older_than is not None:  # retention: dead-lettered more than DAYS ago (unknown: kept)
+        now = datetime.now(UTC)
+        chosen = [
+            d
+            for d in chosen
+            if d.failed_at is not None and (now - d.failed_at).total_seconds() > older_than * 86400
+        ]
     missing = sorted(shown_id(w) for w in set(args.msg_ids) if not by_id(chosen, w))
     if missing:
         err.write(f"not in the dead-letter queue: {', '.join(missing)}\n")
@@ -373,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dry-run", action="store_true", help="show what would happen")
         if name == "purge":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+            p.add_argument(
+                "--older-than",
+                type=int,
+                metavar="DAYS",
+                help="retention: only messages dead-lettered more than DAYS days ago",
+            )
     args = parser.parse_args(argv)
     settings = load_or_exit("qcare-ingest dlq")
     return asyncio.run(run(args, settings, sys.stdout, sys.stderr))

@@ -13,12 +13,13 @@ import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
 import pytest
 
-from qcare_ingest.deadletter import H_ERROR, H_REASON
+from qcare_ingest.deadletter import H_ERROR, H_LAST_FAILURE, H_REASON
 from qcare_ingest.topology import DEAD_KEY, DLQ, DLX, declare
 from tests.conftest import RunEnv
 from tests.support.queues import cli, dead_letters
@@ -162,3 +163,25 @@ async def test_dlq_list_and_show_take_lone_surrogates_and_a_numeric_accession(
         "accessionNo": "ACC-\ud83d",
         "address": "CHAN \udfff\ud83d",
     }
+
+
+async def test_dlq_purge_older_than_is_the_dead_letter_retention(
+    test_env: RunEnv, amqp: aio_pika.abc.AbstractConnection, dead_letter: Publish
+) -> None:
+    """Issue 14: `purge --older-than DAYS` deletes what was dead-lettered longer ago, and
+    keeps the recent messages and those whose failure time is unknown."""
+    tag = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+    ages = {"old": now - timedelta(days=40), "recent": now - timedelta(days=2), "unknown": None}
+    for name, failed in ages.items():
+        headers: dict[str, Any] = {H_REASON: "data_refused"}
+        if failed is not None:
+            headers[H_LAST_FAILURE] = failed.isoformat()
+        await dead_letter(f"retain-{tag}-{name}", {"msg_id": f"retain-{tag}-{name}"}, headers)
+    dry = await run(test_env, "purge", "--older-than", "30", "--dry-run")
+    assert f"would purge retain-{tag}-old " in dry.stdout
+    assert f"retain-{tag}-recent" not in dry.stdout
+    assert f"retain-{tag}-unknown" not in dry.stdout
+    await run(test_env, "purge", "--older-than", "30", "--yes")
+    left = {m for m in await dead_letters(amqp) if m.startswith(f"retain-{tag}-")}
+    assert left == {f"retain-{tag}-recent", f"retain-{tag}-unknown"}
