@@ -32,6 +32,17 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, Excha
 
 log = logging.getLogger(__name__)
 
+# What each RabbitMQ user needs (issue 14), as rabbitmqctl set_permissions' configure,
+# write and read regular expressions; scripts/broker-users.sh and the README say the same.
+# Only `migrate` declares (and upgrades) the topology: the others attach to it.
+# Publishing to the default exchange (the delay queues) is a write on `amq.default`.
+PERMISSIONS: dict[str, tuple[str, str, str]] = {
+    "gateway": ("^$", r"^qcare\.ingest$", "^$"),
+    "worker": ("^$", r"^(amq\.default|qcare\.ingest\.dlx)$", r"^qcare\.ingest$"),
+    "cli": ("^$", r"^qcare\.ingest$", r"^qcare\.ingest(\.dlq)?$"),
+    "migrate": (".*", ".*", ".*"),
+}
+
 EXCHANGE = "qcare.ingest"
 QUEUE = "qcare.ingest"
 ROUTING_KEY = "update"
@@ -184,6 +195,14 @@ async def declare(
     for attempt in range(1, attempts + 1):
         try:
             return await _declare_once(connection, delivery_limit, delays)
+        except aiormq.exceptions.ChannelAccessRefused:
+            # A least-privilege user (issue 14: no configure permission) uses the topology
+            # `migrate` declared as it is; a missing object fails here (NOT_FOUND).
+            log.info(
+                "not allowed to declare the topology: using the one migrate declared",
+                extra={"action": "topology_attach"},
+            )
+            return await attach(connection)
         except CHANNEL_CLOSED as exc:
             if attempt == attempts or precondition_failed(exc):
                 raise
