@@ -286,11 +286,12 @@ async def test_personal_data_never_in_logs_errors_or_dlq(
     ]
     later = cli(test_env.env(), "audit", "--since", "2999-01-01", "--key", f"dr-{tag}")
     assert later.stdout.splitlines()[1:] == []
-    # the audit trail's own log lines name the read, never the data
-    logs = gw.text()
+    # the audit trail and its log lines name the read, never the data
+    logs = gw.text() + revealed.stderr
     assert any(e.get("action") == "audit" and e["subject"] == f"ACC-p-{tag}" for e in gw.events())
     for leak in LEAKS:
         assert leak not in logs, f"{leak!r} in logs"
+        assert leak not in listed.stdout, f"{leak!r} in the audit listing"
 
 
 def _port(worker: Worker) -> int:
