@@ -114,6 +114,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         settings.delivery_limit,
         timeout=settings.publish_timeout,
         delays=settings.retry_delays,
+        ca_file=settings.amqp_ca_file,
     )
     await publisher.ping()  # connect now if we can; failing is fine, requests retry
     pool = await create_pool(settings.database_url, size=8, init=init_connection)
