@@ -147,6 +147,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics_view)
-    app[views.OPENAPI] = json.dumps(document()).encode()
+    app[views.OPENAPI] = json.dumps(document(auth=bool(settings.api_keys))).encode()
     app.router.add_get("/openapi.json", views.openapi_view)
     return app

@@ -62,10 +62,17 @@ async def serve(app: web.Application, settings: Settings) -> None:
                     "action": "listening",
                     "url": f"{'https' if tls else 'http'}://{host}:{port}",
                     "tls": "on" if tls else ("proxy" if settings.behind_tls_proxy else "off"),
+                    "auth": "on" if settings.api_keys else "off",
                     "max_connections": settings.max_connections,
                     "body_timeout": settings.body_timeout,
                 },
             )
+            if not settings.api_keys:
+                log.warning(
+                    "AUTHENTICATION IS OFF: QCARE_API_KEYS is empty, so anyone who can reach "
+                    "this port reads and writes patient data; allowed on loopback only",
+                    extra={"action": "auth_off", "auth": "off"},
+                )
             await stop.wait()
             log.info(
                 "gateway stopping",

@@ -141,6 +141,17 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _strong_keys(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Keys are refused at start when short or copied from an example (named, not quoted)."""
+        for secret, holder in value.items():
+            weakness = key_weakness(secret)
+            if weakness is not None:
+                name = holder if isinstance(holder, str) else getattr(holder, "name", "?")
+                raise ValueError(f"the key named {name!r} {weakness}")
+        return value
+
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None and self.tls_key is not None
@@ -207,6 +218,23 @@ class Settings(BaseSettings):
                 value = ",".join(str(v) for v in value)
             out[PREFIX + name.upper()] = value
         return out
+
+
+MIN_KEY_LENGTH = 24
+# what marks a value copied from an example or typed by hand rather than generated
+PLACEHOLDERS = ("change-me", "changeme", "change_me", "secret", "password", "passwd",
+                "example", "placeholder", "replace", "xxxx", "1234", "qwerty")  # fmt: skip
+
+
+def key_weakness(secret: str) -> str | None:
+    """Why an API key must not be used, or None; never quotes the key."""
+    if len(secret) < MIN_KEY_LENGTH:
+        return f"is shorter than {MIN_KEY_LENGTH} characters: generate one"
+    lowered = secret.lower()
+    for word in PLACEHOLDERS:
+        if word in lowered:
+            return f"looks like a placeholder (contains {word!r}): generate one"
+    return None
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

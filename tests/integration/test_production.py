@@ -19,7 +19,7 @@ from tests.support.payloads import UPDATE, order
 from tests.support.procs import ROOT, Gateway, Proc, Worker, wait_for
 from tests.support.queues import cli
 
-KEYS = "qcare:k-qcare-123,ops:k-ops-456"
+KEYS = "qcare:k-qcare-123-Zp8Qw2Lx5Rv9,ops:k-ops-456-Hn4Tb7Jc1Md6Ks"  # 24+ characters
 
 
 async def status_of(http: aiohttp.ClientSession, url: str, **kw: object) -> int:
@@ -47,9 +47,9 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
     for path in (f"/api/v1/qcare/messages/{m}", f"/api/v1/qcare/orders/ACC-{m}"):
         assert await status_of(http, gw.url + path) == 401
     assert await status_of(http, gw.url + "/healthz") == 200
-    bearer = {**ctype, "Authorization": "Bearer k-qcare-123"}
+    bearer = {**ctype, "Authorization": "Bearer k-qcare-123-Zp8Qw2Lx5Rv9"}
     assert await status_of(http, post, method="POST", data=body, headers=bearer) == 200
-    auth = {"X-Api-Key": "k-ops-456"}
+    auth = {"X-Api-Key": "k-ops-456-Hn4Tb7Jc1Md6Ks"}
 
     async def applied() -> bool:
         async with http.get(f"{gw.url}/api/v1/qcare/messages/{m}", headers=auth) as resp:
@@ -69,7 +69,7 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession) -> None:
 
     queued = await wait_for(queued_line, 10, what="the accepted update's log line")
     assert queued[0]["client"] == "qcare"  # logs say which client posted
-    assert "k-qcare-123" not in gw.text()
+    assert "k-qcare-123-Zp8Qw2Lx5Rv9" not in gw.text()
 
 
 async def test_allowed_networks(procs: Procs, http: aiohttp.ClientSession) -> None:
@@ -243,7 +243,7 @@ async def test_metrics_health_and_status(
     assert "oldest waiting message" in status.stdout
     config = cli(test_env.env(QCARE_API_KEYS=KEYS), "config")
     assert "QCARE_API_KEYS=ops:****,qcare:****" in config.stdout
-    assert "k-ops-456" not in config.stdout
+    assert "k-ops-456-Hn4Tb7Jc1Md6Ks" not in config.stdout
     assert "guest:****@" in config.stdout
 
 

@@ -104,6 +104,47 @@ def test_gateway_refuses_plain_http_off_loopback(test_env: RunEnv) -> None:
         proc.close()
 
 
+@pytest.mark.parametrize(
+    ("keys", "expect"),
+    [
+        ("qcare:short-key-123", "shorter than 24"),
+        ("ops:change-me-change-me-change-me", "placeholder"),
+    ],
+)
+def test_gateway_refuses_weak_keys_at_start(test_env: RunEnv, keys: str, expect: str) -> None:
+    proc = Proc("gateway", test_env.env(QCARE_HTTP_PORT="0", QCARE_API_KEYS=keys))
+    try:
+        assert proc.popen.wait(30) == 2
+        text = proc.text()
+        assert "QCARE_API_KEYS" in text
+        assert expect in text
+        assert keys.split(":", 1)[1] not in text  # the message names the key, never quotes it
+    finally:
+        proc.close()
+
+
+async def test_dev_mode_is_loud(procs: Procs, http: aiohttp.ClientSession) -> None:
+    gw = procs.gateway()
+    await gw.ready(http)
+    async with http.get(gw.url + "/readyz") as resp:
+        assert (await resp.json())["auth"] == "off"
+    async with http.get(gw.url + "/openapi.json") as resp:
+        assert (await resp.json())["security"] == [{}]  # says anonymous access is what it is
+    warnings = [e for e in gw.events() if e.get("action") == "auth_off"]
+    assert warnings
+    assert warnings[0]["level"] == "warning"
+
+    keyed = procs.gateway(QCARE_API_KEYS=f"qcare:{KEY}")
+    await keyed.ready(http)
+    async with http.get(keyed.url + "/readyz") as resp:
+        assert (await resp.json())["auth"] == "on"
+    async with http.get(keyed.url + "/openapi.json") as resp:
+        security = (await resp.json())["security"]
+    assert {} not in security
+    assert security == [{"bearer": []}, {"apiKey": []}]
+    assert not [e for e in keyed.events() if e.get("action") == "auth_off"]
+
+
 # --- PostgreSQL over TLS: a private server with a certificate this test issues ----------------
 
 PG_BIN = Path("/usr/lib/postgresql")

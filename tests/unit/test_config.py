@@ -5,6 +5,8 @@ import pytest
 from qcare_ingest.config import Settings
 from qcare_ingest.errors import ConfigError
 
+KEY1, KEY2 = "Qf3kZ8rT1vW9xY2bN6mP4sL7", "hJ5dG0cV8nB3xM1zA6qW9eR2"  # 24 characters, not words
+
 
 def test_defaults_match_spec() -> None:
     s = Settings.from_env({})
@@ -15,9 +17,9 @@ def test_defaults_match_spec() -> None:
 
 
 def test_named_api_keys() -> None:
-    s = Settings.from_env({"QCARE_API_KEYS": "qcare:SECRET1, ops:SECRET2"})
-    assert s.api_keys == {"SECRET1": "qcare", "SECRET2": "ops"}
-    assert "SECRET1" not in repr(s)
+    s = Settings.from_env({"QCARE_API_KEYS": f"qcare:{KEY1}, ops:{KEY2}"})
+    assert s.api_keys == {KEY1: "qcare", KEY2: "ops"}
+    assert KEY1 not in repr(s)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +38,7 @@ def test_no_keys_only_on_loopback() -> None:
     Settings.from_env({"QCARE_HTTP_HOST": "127.0.0.1"}).check_gateway()
     with pytest.raises(ConfigError, match="QCARE_API_KEYS"):
         Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0"}).check_gateway()
-    Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0", "QCARE_API_KEYS": "a:b"}).check_gateway()
+    Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0", "QCARE_API_KEYS": f"a:{KEY1}"}).check_gateway()
 
 
 def test_cli_overrides_are_validated_like_the_environment() -> None:

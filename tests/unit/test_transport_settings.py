@@ -1,5 +1,5 @@
-"""Issue 14: TLS settings, the listener's refusal off loopback and the AMQP client's TLS
-context."""
+"""Issue 14: TLS settings, the listener's refusal off loopback, weak keys, the AMQP client's
+TLS context and the OpenAPI document's security per settings."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from qcare_ingest.config import Settings
 from qcare_ingest.errors import ConfigError
+from qcare_ingest.openapi import document
 from qcare_ingest.tls import amqp_context, server_context
 from tests.support.certs import Authority, Issued
 
@@ -54,6 +55,32 @@ def test_tls_files_must_exist(tmp_path: Path) -> None:
     assert Settings.from_env({"QCARE_TLS_CERT": ""}).tls_cert is None  # empty means unset
 
 
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("k-qcare-123", "shorter than 24"),
+        ("change-me-too", "shorter than 24"),
+        ("change-me-please-0123456789", "placeholder"),
+        ("CHANGEME" + "a1b2c3d4e5f6g7h8i9", "placeholder"),
+        ("my-super-secret-api-key-2024", "placeholder"),
+        ("password" + secrets.token_hex(12), "placeholder"),
+        ("https://example.org/key/abcdefghij", "placeholder"),
+    ],
+)
+def test_weak_keys_are_refused_naming_the_variable_not_the_key(secret: str, why: str) -> None:
+    with pytest.raises(ConfigError, match="QCARE_API_KEYS") as refused:
+        Settings.from_env({"QCARE_API_KEYS": f"qcare:{STRONG},ops:{secret}"})
+    assert why in str(refused.value)
+    assert "'ops'" in str(refused.value)
+    assert secret not in str(refused.value)
+
+
+def test_generated_keys_are_accepted() -> None:
+    other = secrets.token_hex(16)
+    s = Settings.from_env({"QCARE_API_KEYS": f"qcare:{STRONG},ops:{other}"})
+    assert set(s.api_keys) == {STRONG, other}
+
+
 def test_server_context_is_tls_1_2_or_newer(issued: Issued) -> None:
     context = server_context(str(issued.cert), str(issued.key))
     assert context.minimum_version is ssl.TLSVersion.TLSv1_2
@@ -74,3 +101,14 @@ def test_amqp_context_verifies_the_broker(authority: Authority) -> None:
     assert {"commonName": "qcare test CA"} in [
         dict(x[0] for x in c["subject"]) for c in from_url.get_ca_certs()
     ]
+
+
+def test_openapi_security_follows_the_settings() -> None:
+    keyed = document(auth=True)
+    assert keyed["security"] == [{"bearer": []}, {"apiKey": []}]  # no anonymous alternative
+    assert "OFF" not in keyed["info"]["description"]
+    open_ = document(auth=False)
+    assert open_["security"] == [{}]
+    assert "AUTHENTICATION IS OFF" in open_["info"]["description"]
+    for doc in (keyed, open_):  # probes stay anonymous either way
+        assert doc["paths"]["/healthz"]["get"]["security"] == [{}]
