@@ -136,6 +136,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         settings.delivery_limit,
         timeout=settings.publish_timeout,
         delays=settings.retry_delays,
+        ca_file=settings.amqp_ca_file,
     )
     await publisher.ping()  # connect now if we can; failing is fine, requests retry
     pool = await create_pool(settings.gateway_dsn, size=8, init=init_connection)
@@ -168,6 +169,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics_view)
-    app[views.OPENAPI] = json.dumps(document()).encode()
+    app[views.OPENAPI] = json.dumps(document(auth=bool(settings.api_keys))).encode()
     app.router.add_get("/openapi.json", views.openapi_view)
     return app

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from qcare_ingest.config import Settings
 from qcare_ingest.signals import on_stop
+from qcare_ingest.tls import server_context
 
 from .edge import ConnectionLimit
 
@@ -44,19 +45,34 @@ async def serve(app: web.Application, settings: Settings) -> None:
         try:
             assert runner.server is not None
             limit = ConnectionLimit(runner.server, settings.max_connections, **options)
+            tls: dict[str, Any] = {}
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                # a handshake gets the same deadline as a request head (slow clients)
+                tls = {
+                    "ssl": server_context(settings.tls_cert, settings.tls_key),
+                    "ssl_handshake_timeout": settings.body_timeout,
+                }
             listener = await asyncio.get_running_loop().create_server(
-                limit, settings.http_host, settings.http_port, backlog=BACKLOG
+                limit, settings.http_host, settings.http_port, backlog=BACKLOG, **tls
             )
             host, port = listener.sockets[0].getsockname()[:2]
             log.info(
                 "gateway listening",
                 extra={
                     "action": "listening",
-                    "url": f"http://{host}:{port}",
+                    "url": f"{'https' if tls else 'http'}://{host}:{port}",
+                    "tls": "on" if tls else ("proxy" if settings.behind_tls_proxy else "off"),
+                    "auth": "on" if settings.api_keys else "off",
                     "max_connections": settings.max_connections,
                     "body_timeout": settings.body_timeout,
                 },
             )
+            if not settings.api_keys:
+                log.warning(
+                    "AUTHENTICATION IS OFF: QCARE_API_KEYS is empty, so anyone who can reach "
+                    "this port reads and writes patient data; allowed on loopback only",
+                    extra={"action": "auth_off", "auth": "off"},
+                )
             await stop.wait()
             log.info(
                 "gateway stopping",

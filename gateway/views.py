@@ -251,7 +251,12 @@ async def readyz(request: web.Request) -> web.Response:
         database = False
     ready = broker and database
     return web.json_response(
-        {"status": "ready" if ready else "unavailable", "broker": broker, "database": database},
+        {
+            "status": "ready" if ready else "unavailable",
+            "broker": broker,
+            "database": database,
+            "auth": "on" if request.app[SETTINGS].api_keys else "off",
+        },
         status=200 if ready else 503,
     )
 

@@ -63,6 +63,9 @@ class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     broker: bool
     database: bool
+    auth: Literal["on", "off"] = Field(
+        description='"off": QCARE_API_KEYS is empty, no request is authenticated (loopback only)'
+    )
 
 
 class Liveness(BaseModel):

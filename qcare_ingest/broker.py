@@ -16,6 +16,7 @@ from yarl import URL
 
 from .amqp_io import CoalescingTransportFactory
 from .errors import PublishError, UnpublishableError
+from .tls import amqp_context
 from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,13 @@ async def republish(
     )
 
 
-async def connect(url: str, timeout: float, coalesce: bool = False) -> AbstractConnection:
+async def connect(
+    url: str, timeout: float, coalesce: bool = False, ca_file: str | None = None
+) -> AbstractConnection:
     """A plain (non-robust) connection: callers own reconnection, so nothing hides a failure.
-    `coalesce`: frames written in one loop iteration go out in one send (amqp_io)."""
-    conn = aio_pika.Connection(URL(url))
+    `coalesce`: frames written in one loop iteration go out in one send (amqp_io).
+    `amqps://`: TLS 1.2+, the broker's certificate and host name verified (`ca_file`)."""
+    conn = aio_pika.Connection(URL(url), ssl_context=amqp_context(url, ca_file))
     if coalesce:
         conn.kwargs["transport_factory"] = CoalescingTransportFactory()
     await asyncio.wait_for(conn.connect(timeout=timeout), timeout)
@@ -69,8 +73,10 @@ class Publisher:
         timeout: float = 5.0,
         cooldown: float = 0.5,
         delays: tuple[int, ...] = DELAYS_S,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
+        self.ca_file = ca_file
         self.delays = delays
         self.delivery_limit = delivery_limit
         self.timeout = timeout
@@ -106,7 +112,9 @@ class Publisher:
                 raise PublishError("RabbitMQ is unreachable (retrying shortly)")
             await self._drop()
             try:
-                self._conn = await connect(self.url, self.timeout, coalesce=True)
+                self._conn = await connect(
+                    self.url, self.timeout, coalesce=True, ca_file=self.ca_file
+                )
                 self._topology = await declare(self._conn, self.delivery_limit, self.delays)
                 raw = await self._topology.channel.get_underlay_channel()
                 assert isinstance(raw, aiormq.Channel)

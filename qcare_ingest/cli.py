@@ -36,7 +36,7 @@ async def _migrate(settings: Settings) -> int:
     def say(line: str) -> None:
         print(f"broker: {line}", file=sys.stderr, flush=True)
 
-    conn = await connect(settings.amqp_url, timeout=10)
+    conn = await connect(settings.amqp_url, timeout=10, ca_file=settings.amqp_ca_file)
     try:
         # declares the topology; rebuilds queues an older version declared with other
         # arguments (at-least-once dead-lettering), moving their messages, in place

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -171,6 +172,54 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    # --- issue 14 part A: transport security and loud dev mode (one block, kept together) ---
+    # the gateway serves HTTPS with both; a non-loopback listener needs them, or
+    # behind_tls_proxy when a proxy in front terminates TLS
+    tls_cert: str | None = None  # PEM certificate chain
+    tls_key: str | None = Field(default=None, repr=False)  # PEM private key (a path)
+    behind_tls_proxy: bool = False
+    amqp_ca_file: str | None = None  # PEM CA bundle for amqps:// (else the system's)
+
+    @field_validator("tls_cert", "tls_key", "amqp_ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("tls_cert", "tls_key", "amqp_ca_file")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strong_keys(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Keys are refused at start when short or copied from an example (named, not quoted)."""
+        for secret, holder in value.items():
+            weakness = key_weakness(secret)
+            if weakness is not None:
+                name = holder if isinstance(holder, str) else getattr(holder, "name", "?")
+                raise ValueError(f"the key named {name!r} {weakness}")
+        return value
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def check_transport(self) -> None:
+        """The gateway's listener: plain HTTP only on loopback, unless a TLS proxy is in front."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("QCARE_TLS_CERT and QCARE_TLS_KEY must be set together")
+        if not self.tls and not self.behind_tls_proxy and not is_loopback(self.http_host):
+            raise ConfigError(
+                f"QCARE_HTTP_HOST={self.http_host} is not loopback and QCARE_TLS_CERT/"
+                "QCARE_TLS_KEY are not set: refusing to serve plain HTTP on the network "
+                "(set QCARE_BEHIND_TLS_PROXY=1 if a proxy in front terminates TLS)"
+            )
+
+    # --- end of issue 14 part A block ---
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """From os.environ, or only from `env` when given (tests)."""
@@ -225,6 +274,23 @@ class Settings(BaseSettings):
         return out
 
 
+MIN_KEY_LENGTH = 24
+# what marks a value copied from an example or typed by hand rather than generated
+PLACEHOLDERS = ("change-me", "changeme", "change_me", "secret", "password", "passwd",
+                "example", "placeholder", "replace", "xxxx", "1234", "qwerty")  # fmt: skip
+
+
+def key_weakness(secret: str) -> str | None:
+    """Why an API key must not be used, or None; never quotes the key."""
+    if len(secret) < MIN_KEY_LENGTH:
+        return f"is shorter than {MIN_KEY_LENGTH} characters: generate one"
+    lowered = secret.lower()
+    for word in PLACEHOLDERS:
+        if word in lowered:
+            return f"looks like a placeholder (contains {word!r}): generate one"
+    return None
+
+
 def _config_error(exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else "?"
@@ -237,6 +303,7 @@ def load_or_exit(prog: str, *, gateway: bool = False, **overrides: Any) -> Setti
         settings = Settings.from_env().with_overrides(**overrides)
         if gateway:
             settings.check_gateway()
+            settings.check_transport()
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

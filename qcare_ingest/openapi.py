@@ -201,7 +201,9 @@ def _probe(operation: str, responses: dict[str, Any]) -> dict[str, Any]:
     return {"get": {"operationId": operation, "security": [{}], "responses": responses}}
 
 
-def document() -> dict[str, Any]:
+def document(auth: bool = True) -> dict[str, Any]:
+    """`auth`: whether the gateway has API keys (QCARE_API_KEYS). With keys every /api/
+    operation needs one of them and nothing else; without, the document says so: anonymous."""
     models = (QCareDto, Queued, Problem, InvalidRequest, MessageView, OrderView, Readiness)
     schemas = _schemas(*models, Liveness)
     request = _request_schema(schemas)
@@ -216,7 +218,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "qcare-ingest",
             "version": __version__,
-            "description": "QCare X-ray order intake, compatible with the old ASP.NET endpoint.",
+            "description": "QCare X-ray order intake, compatible with the old ASP.NET endpoint."
+            + ("" if auth else " AUTHENTICATION IS OFF on this gateway (no QCARE_API_KEYS)."),
         },
         "components": {
             "schemas": schemas,
@@ -225,7 +228,7 @@ def document() -> dict[str, Any]:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
             },
         },
-        "security": [{"bearer": []}, {"apiKey": []}, {}],
+        "security": [{"bearer": []}, {"apiKey": []}] if auth else [{}],
         "paths": {
             "/api/v1/qcare/updateXRayOrder": {"post": _intake()},
             "/api/v1/qcare/messages/{msg_id}": {

@@ -41,7 +41,7 @@ async def oldest_waiting(channel: aio_pika.abc.AbstractChannel) -> datetime | No
 
 async def collect(settings: Settings) -> dict[str, Any]:
     report: dict[str, Any] = {"queues": [], "oldest_waiting_s": None, "inbox": None}
-    conn = await connect(settings.amqp_url, timeout=10)
+    conn = await connect(settings.amqp_url, timeout=10, ca_file=settings.amqp_ca_file)
     try:
         topology = await declare(conn, settings.delivery_limit, settings.retry_delays)
         names = [QUEUE, *(delay_queue(s) for s in settings.retry_delays), DLQ]

@@ -83,7 +83,12 @@ def delay_queue_arguments(seconds: int) -> dict[str, Any]:
     }
 
 
-DLQ_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+# RabbitMQ 4.0 gives a quorum queue declared without x-delivery-limit a limit of 20, and the
+# DLQ has no dead-letter exchange: a dead letter returned to it 20 times (`dlq list` and
+# `dlq show` read without acking) would be dropped. Its own limit, far out of reach, keeps
+# 4.x from choosing one; 3.10 had no default and behaves the same with it.
+DLQ_DELIVERY_LIMIT = 1_000_000
+DLQ_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
 
 
 def queue_arguments(delivery_limit: int, delays: tuple[int, ...]) -> dict[str, dict[str, Any]]:

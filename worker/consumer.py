@@ -145,7 +145,9 @@ class Worker:
 
     async def _session(self, pool: Any) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            conn: AbstractConnection = await connect(self.settings.amqp_url, timeout=10)
+            conn: AbstractConnection = await connect(
+                self.settings.amqp_url, timeout=10, ca_file=self.settings.amqp_ca_file
+            )
             stack.push_async_callback(_close_quietly, conn)
             lost = asyncio.Event()
             conn.close_callbacks.add(lambda *_: lost.set())

@@ -20,7 +20,7 @@ from tests.support.http import post
 from tests.support.payloads import UPDATE, order
 from tests.support.procs import Gateway, wait_for
 
-KEY = "s3cret-key"
+KEY = "s3cr3t-kQ7-wM2x9Lp4Vn8Bz"  # 24 characters
 MESSAGES = "/api/v1/qcare/messages/edge-unknown"
 
 

@@ -19,7 +19,7 @@ from tests.support.payloads import UPDATE, order
 from tests.support.procs import ROOT, Gateway, Proc, Worker, wait_for
 from tests.support.queues import cli
 
-KEYS = "qcare:k-qcare-123,ops:k-ops-456:post+status+read+admin"
+KEYS = "qcare:k-qcare-123-Zp8Qw2Lx5Rv9,ops:k-ops-456-Hn4Tb7Jc1Md6Ks:post+status+read+admin"
 
 
 async def status_of(http: aiohttp.ClientSession, url: str, **kw: object) -> int:
@@ -47,9 +47,9 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession, db: asyncpg.P
     for path in (f"/api/v1/qcare/messages/{m}", f"/api/v1/qcare/orders/ACC-{m}"):
         assert await status_of(http, gw.url + path) == 401
     assert await status_of(http, gw.url + "/healthz") == 200
-    bearer = {**ctype, "Authorization": "Bearer k-qcare-123"}
+    bearer = {**ctype, "Authorization": "Bearer k-qcare-123-Zp8Qw2Lx5Rv9"}
     assert await status_of(http, post, method="POST", data=body, headers=bearer) == 200
-    auth = {"X-Api-Key": "k-ops-456"}
+    auth = {"X-Api-Key": "k-ops-456-Hn4Tb7Jc1Md6Ks"}
 
     async def applied() -> bool:
         async with http.get(f"{gw.url}/api/v1/qcare/messages/{m}", headers=auth) as resp:
@@ -59,7 +59,7 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession, db: asyncpg.P
     assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=auth) == 200
     assert await status_of(http, f"{gw.url}/api/v1/qcare/orders/NONE-{m}", headers=auth) == 404
     # name:secret means post+status: the posting key cannot read the personal data it posted
-    qcare = {"X-Api-Key": "k-qcare-123"}
+    qcare = {"X-Api-Key": "k-qcare-123-Zp8Qw2Lx5Rv9"}
     assert await status_of(http, f"{gw.url}/api/v1/qcare/messages/{m}", headers=qcare) == 200
     async with http.get(f"{gw.url}/api/v1/qcare/orders/ACC-{m}", headers=qcare) as resp:
         assert resp.status == 403
@@ -76,7 +76,7 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession, db: asyncpg.P
 
     queued = await wait_for(queued_line, 10, what="the accepted update's log line")
     assert queued[0]["client"] == "qcare"  # logs say which client posted
-    assert "k-qcare-123" not in gw.text()
+    assert "k-qcare-123-Zp8Qw2Lx5Rv9" not in gw.text()
     # every read of an order is in the audit trail: who, what, from where; the refused
     # read and the reads without personal data (GET /messages) are not
     rows = await db.fetch(
@@ -91,7 +91,10 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession, db: asyncpg.P
         await db.execute("UPDATE audit_log SET who = 'x' WHERE subject = $1", f"ACC-{m}")
 
 
-SCOPED = "poster:k-poster-1:post,watcher:k-watcher-2:status,reader:k-reader-3:read"
+SCOPED = (
+    "poster:k-poster-1-Qz7Rb2Wm9Tx4:post,watcher:k-watcher-2-Lp5Nd8Hf3Vc6:status,"
+    "reader:k-reader-3-Gk1Sj6Yq0Ua2:read"
+)
 
 
 async def test_each_route_needs_its_scope(procs: Procs, http: aiohttp.ClientSession) -> None:
@@ -105,7 +108,11 @@ async def test_each_route_needs_its_scope(procs: Procs, http: aiohttp.ClientSess
         f"/api/v1/qcare/messages/{m}": ("GET", "status"),
         f"/api/v1/qcare/orders/ACC-{m}": ("GET", "read"),
     }
-    keys = {"post": "k-poster-1", "status": "k-watcher-2", "read": "k-reader-3"}
+    keys = {
+        "post": "k-poster-1-Qz7Rb2Wm9Tx4",
+        "status": "k-watcher-2-Lp5Nd8Hf3Vc6",
+        "read": "k-reader-3-Gk1Sj6Yq0Ua2",
+    }
     body = order(m, "ACC-" + m)
     for path, (method, needed) in routes.items():
         kw: dict[str, Any] = {"method": method}
@@ -346,7 +353,7 @@ async def test_metrics_health_and_status(
     assert "oldest waiting message" in status.stdout
     config = cli(test_env.env(QCARE_API_KEYS=KEYS), "config")
     assert "QCARE_API_KEYS=ops:****:post+status+read+admin,qcare:****:post+status" in config.stdout
-    assert "k-ops-456" not in config.stdout
+    assert "k-ops-456-Hn4Tb7Jc1Md6Ks" not in config.stdout
     assert "guest:****@" in config.stdout
 
 

@@ -240,7 +240,7 @@ def assert_current(vhost: Vhost, delays: tuple[int, ...] = DELAYS, limit: int = 
             "x-dead-letter-routing-key": "update",
             **AT_LEAST_ONCE,
         }
-    assert queues[DLQ] == {"x-queue-type": "quorum"}
+    assert queues[DLQ] == {"x-queue-type": "quorum", "x-delivery-limit": 1_000_000}
     leftovers = [name for name in queues if name.endswith(".migrating") or "lock" in name]
     assert not leftovers
     bindings = vhost.bindings()
@@ -270,7 +270,7 @@ async def test_migrate_upgrades_todays_topology_keeping_every_message(
     assert run.returncode == 0, run.stderr
     for name in (QUEUE, DELAY_600, "qcare.ingest.delay.10s", "qcare.ingest.delay.60s"):
         assert f"broker: {name}: deleted" in run.stderr, run.stderr
-    assert f"{DLQ}: deleted" not in run.stderr  # its arguments did not change
+    assert f"broker: {DLQ}: deleted" in run.stderr  # rebuilt: it now has a delivery limit
     assert_current(vhost)
 
     assert await depth(conn, QUEUE) == len(main) + 1
@@ -493,7 +493,8 @@ async def test_declare_uses_an_old_topology_as_it_is_and_says_so(
     before = vhost.arguments()
     with caplog.at_level(logging.WARNING, logger="qcare_ingest.topology"):
         topology = await declare(conn, 5)  # what gateway, workers, dlq and status call
-    assert set(topology.outdated) == {QUEUE, *(f"qcare.ingest.delay.{s}s" for s in DELAYS)}
+    old = {QUEUE, DLQ, *(f"qcare.ingest.delay.{s}s" for s in DELAYS)}  # DLQ: no delivery limit
+    assert set(topology.outdated) == old
     warned = [r for r in caplog.records if getattr(r, "action", None) == "topology_outdated"]
     assert warned
     assert "qcare-ingest migrate" in warned[0].getMessage()

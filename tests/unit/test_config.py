@@ -5,6 +5,8 @@ import pytest
 from qcare_ingest.config import ApiKey, Settings
 from qcare_ingest.errors import ConfigError
 
+KEY1, KEY2 = "Qf3kZ8rT1vW9xY2bN6mP4sL7", "hJ5dG0cV8nB3xM1zA6qW9eR2"  # 24 characters, not words
+
 
 def test_defaults_match_spec() -> None:
     s = Settings.from_env({})
@@ -15,27 +17,27 @@ def test_defaults_match_spec() -> None:
 
 
 def test_named_api_keys() -> None:
-    s = Settings.from_env({"QCARE_API_KEYS": "qcare:SECRET1, ops:SECRET2"})
-    assert s.api_keys == {"SECRET1": ApiKey("qcare"), "SECRET2": ApiKey("ops")}
-    assert "SECRET1" not in repr(s)
+    s = Settings.from_env({"QCARE_API_KEYS": f"qcare:{KEY1}, ops:{KEY2}"})
+    assert s.api_keys == {KEY1: ApiKey("qcare"), KEY2: ApiKey("ops")}
+    assert KEY1 not in repr(s)
 
 
 def test_scoped_api_keys() -> None:
     s = Settings.from_env(
-        {"QCARE_API_KEYS": "qcare:SECRET1:post+status,ops:SECRET2:post+status+read+admin,"
-         "reader:SE:CRET3:read,old:SECRET4"}
+        {"QCARE_API_KEYS": "qcare:Ka7Lm2Np9Qr4St6Uv1Wx3Yz8:post+status,ops:Bc5Df8Gh1Jk4Lm7Np0Qr3St6:post+status+read+admin,"
+         "reader:Tu9:Vw2Xy5Za8Bc1De4Fg7Hj:read,old:Mn6Op9Qr2St5Uv8Wx1Yz4Ab7"}
     )  # fmt: skip
     assert s.api_keys == {
-        "SECRET1": ApiKey("qcare", frozenset({"post", "status"})),
-        "SECRET2": ApiKey("ops", frozenset({"post", "status", "read", "admin"})),
-        "SE:CRET3": ApiKey("reader", frozenset({"read"})),  # a ":" in a secret: scopes given
-        "SECRET4": ApiKey("old", frozenset({"post", "status"})),  # name:secret: the narrow default
+        "Ka7Lm2Np9Qr4St6Uv1Wx3Yz8": ApiKey("qcare", frozenset({"post", "status"})),
+        "Bc5Df8Gh1Jk4Lm7Np0Qr3St6": ApiKey("ops", frozenset({"post", "status", "read", "admin"})),
+        "Tu9:Vw2Xy5Za8Bc1De4Fg7Hj": ApiKey("reader", frozenset({"read"})),  # a ":" in a secret: scopes given
+        "Mn6Op9Qr2St5Uv8Wx1Yz4Ab7": ApiKey("old", frozenset({"post", "status"})),  # name:secret: the narrow default
     }
     assert s.masked()["QCARE_API_KEYS"] == (
         "old:****:post+status,ops:****:post+status+read+admin,qcare:****:post+status,"
         "reader:****:read"
     )
-    assert "SECRET" not in str(s.masked())
+    assert not any(secret in str(s.masked()) for secret in s.api_keys)
     # the settings object goes through with_overrides unchanged
     assert s.with_overrides(http_port=1).api_keys == s.api_keys
 
@@ -74,7 +76,7 @@ def test_no_keys_only_on_loopback() -> None:
     Settings.from_env({"QCARE_HTTP_HOST": "127.0.0.1"}).check_gateway()
     with pytest.raises(ConfigError, match="QCARE_API_KEYS"):
         Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0"}).check_gateway()
-    Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0", "QCARE_API_KEYS": "a:b"}).check_gateway()
+    Settings.from_env({"QCARE_HTTP_HOST": "0.0.0.0", "QCARE_API_KEYS": f"a:{KEY1}"}).check_gateway()
 
 
 def test_cli_overrides_are_validated_like_the_environment() -> None:
