@@ -23,15 +23,23 @@ def test_named_api_keys() -> None:
 
 
 def test_scoped_api_keys() -> None:
+    k1, k2, k3, k4 = (
+        "Ka7Lm2Np9Qr4St6Uv1Wx3Yz8",
+        "Bc5Df8Gh1Jk4Lm7Np0Qr3St6",
+        "Tu9:Vw2Xy5Za8Bc1De4Fg7Hj",  # a ":" in a secret: then its scopes must be given
+        "Mn6Op9Qr2St5Uv8Wx1Yz4Ab7",
+    )
     s = Settings.from_env(
-        {"QCARE_API_KEYS": "qcare:Ka7Lm2Np9Qr4St6Uv1Wx3Yz8:post+status,ops:Bc5Df8Gh1Jk4Lm7Np0Qr3St6:post+status+read+admin,"
-         "reader:Tu9:Vw2Xy5Za8Bc1De4Fg7Hj:read,old:Mn6Op9Qr2St5Uv8Wx1Yz4Ab7"}
-    )  # fmt: skip
+        {
+            "QCARE_API_KEYS": f"qcare:{k1}:post+status,ops:{k2}:post+status+read+admin,"
+            f"reader:{k3}:read,old:{k4}"
+        }
+    )
     assert s.api_keys == {
-        "Ka7Lm2Np9Qr4St6Uv1Wx3Yz8": ApiKey("qcare", frozenset({"post", "status"})),
-        "Bc5Df8Gh1Jk4Lm7Np0Qr3St6": ApiKey("ops", frozenset({"post", "status", "read", "admin"})),
-        "Tu9:Vw2Xy5Za8Bc1De4Fg7Hj": ApiKey("reader", frozenset({"read"})),  # a ":" in a secret: scopes given
-        "Mn6Op9Qr2St5Uv8Wx1Yz4Ab7": ApiKey("old", frozenset({"post", "status"})),  # name:secret: the narrow default
+        k1: ApiKey("qcare", frozenset({"post", "status"})),
+        k2: ApiKey("ops", frozenset({"post", "status", "read", "admin"})),
+        k3: ApiKey("reader", frozenset({"read"})),
+        k4: ApiKey("old", frozenset({"post", "status"})),  # name:secret: the narrow default
     }
     assert s.masked()["QCARE_API_KEYS"] == (
         "old:****:post+status,ops:****:post+status+read+admin,qcare:****:post+status,"
