@@ -92,8 +92,8 @@ async def test_api_keys(procs: Procs, http: aiohttp.ClientSession, db: asyncpg.P
 
 
 SCOPED = (
-    "poster:k-poster-1-Qz7Rb2Wm9Tx4:post,watcher:k-watcher-2-Lp5Nd8Hf3Vc6:status,"
-    "reader:k-reader-3-Gk1Sj6Yq0Ua2:read"
+    "poster:k-poster-1-Qz7Rb2Wm9Tx4aa:post,watcher:k-watcher-2-Lp5Nd8Hf3Vc6bb:status,"
+    "reader:k-reader-3-Gk1Sj6Yq0Ua2cc:read"
 )
 
 
@@ -109,9 +109,9 @@ async def test_each_route_needs_its_scope(procs: Procs, http: aiohttp.ClientSess
         f"/api/v1/qcare/orders/ACC-{m}": ("GET", "read"),
     }
     keys = {
-        "post": "k-poster-1-Qz7Rb2Wm9Tx4",
-        "status": "k-watcher-2-Lp5Nd8Hf3Vc6",
-        "read": "k-reader-3-Gk1Sj6Yq0Ua2",
+        "post": "k-poster-1-Qz7Rb2Wm9Tx4aa",
+        "status": "k-watcher-2-Lp5Nd8Hf3Vc6bb",
+        "read": "k-reader-3-Gk1Sj6Yq0Ua2cc",
     }
     body = order(m, "ACC-" + m)
     for path, (method, needed) in routes.items():

@@ -56,7 +56,8 @@ async def https_gateway(procs: Procs, cert: Issued, **env: str) -> tuple[Gateway
 async def test_gateway_serves_https_end_to_end(
     procs: Procs, authority: Authority, server_cert: Issued
 ) -> None:
-    gw, url = await https_gateway(procs, server_cert, QCARE_API_KEYS=f"qcare:{KEY}")
+    keys = f"qcare:{KEY}:post+status+read"  # it reads the order back
+    gw, url = await https_gateway(procs, server_cert, QCARE_API_KEYS=keys)
     worker = procs.worker()
     gw.url = url
     connector = aiohttp.TCPConnector(ssl=trusting(authority))
