@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -39,6 +40,10 @@ def _key_digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
+# the configured keys' digests, computed once (a supplied key is hashed per request, never cached)
+_secret_digest = functools.lru_cache(maxsize=256)(_key_digest)
+
+
 def _authenticate(keys: dict[str, ApiKey], request: web.Request) -> ApiKey | None:
     """The key, comparing against every key in constant time."""
     supplied = request.headers.get("X-Api-Key", "")
@@ -48,7 +53,7 @@ def _authenticate(keys: dict[str, ApiKey], request: web.Request) -> ApiKey | Non
     digest = _key_digest(supplied)
     found = None
     for secret, key in keys.items():
-        if hmac.compare_digest(_key_digest(secret), digest):
+        if hmac.compare_digest(_secret_digest(secret), digest):
             found = key
     return found
 
