@@ -58,7 +58,7 @@ class ServicesInfo(BaseModel):
 
     studyDesc: str | None = None
     bodypart: str | None = None
-    noOfImages: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
+    noOfImages: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)  # int? NoOfImages
     warningTime: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
 
 

@@ -27,7 +27,8 @@ def bind(fmt: Format, charset: str | None, body: bytes) -> BindResult:
     else:
         result = bind_form(body)
     if result.model is not None:
-        result.model, result.warnings = make_storable(result.model)
+        result.model, stored = make_storable(result.model)
+        result.warnings.extend(stored)
     return result
 
 
