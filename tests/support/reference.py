@@ -1,0 +1,152 @@
+"""Compare our binder with the reference server (`../shared/oracle`, the real old endpoint).
+
+`Outcome` is what both sides are reduced to: 415 or bound; the ModelState keys after the
+`dto.` prefix ('' for the parameter itself); and, only when binding had no error, the model
+in canonical names with `studyDate` as ticks (naive wall clock, or the UTC instant). A model
+bound beside errors is not compared: our gateway answers 400 and never uses it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from qcare_ingest.binding import UnsupportedMediaTypeError, bind, select_format
+from qcare_ingest.dates import parse_dotnet
+from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
+
+ROUTE = "/api/v1/qcare/updateXRayOrder"
+DEFAULT_URL = "http://127.0.0.1:18090"
+_EPOCH = datetime(1, 1, 1)
+_TICK = 10  # ticks per microsecond
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None  # 415 (refused before binding), else None
+    error_keys: frozenset[str]
+    model: Any  # canonical dict, None (null model), or "n/a" when there were errors
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is None and not self.error_keys and self.model is not None
+
+
+def _date_key(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    parsed = parse_dotnet(text)
+    if parsed is None:
+        return ("unreadable", 0)
+    value = parsed.value
+    offset = value.utcoffset()
+    naive = value.replace(tzinfo=None)
+    delta = naive - _EPOCH
+    ticks = (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds) * _TICK
+    ticks += parsed.extra_ticks
+    if offset is None:
+        return ("naive", ticks)
+    return ("aware", ticks - int(offset.total_seconds()) * 1_000_000 * _TICK)
+
+
+def _oracle_date(value: dict[str, Any] | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    if value["kind"] == "Unspecified":
+        return ("naive", int(value["ticks"]))
+    return ("aware", int(value["utcTicks"]))
+
+
+def _model(fields: dict[str, Any], services: list[Any] | None) -> dict[str, Any]:
+    out = dict(fields)
+    out["services"] = services
+    return out
+
+
+def ours(body: bytes, content_type: str | None) -> Outcome:
+    try:
+        fmt, charset = select_format(content_type)
+    except UnsupportedMediaTypeError:
+        if body:
+            return Outcome(415, frozenset(), None)
+        fmt, charset = select_format("application/json")
+    result = bind(fmt, charset, body)
+    if result.errors:
+        return Outcome(None, frozenset(result.errors), "n/a")
+    if result.model is None:
+        return Outcome(None, frozenset(), None)
+    dumped = result.model.model_dump()
+    fields = {k: v for k, v in dumped.items() if k not in ("services", "studyDate")}
+    fields["studyDate"] = _date_key(dumped["studyDate"])
+    return Outcome(None, frozenset(), _model(fields, dumped["services"]))
+
+
+def from_echo(status: int, echo: dict[str, Any]) -> Outcome:
+    if status == 415:
+        return Outcome(415, frozenset(), None)
+    keys = frozenset(k.removeprefix("dto").removeprefix(".") for k in echo["errors"])
+    if keys:
+        return Outcome(None, keys, "n/a")
+    model = echo["model"]
+    if model is None:
+        return Outcome(None, frozenset(), None)
+    fields = {
+        canon: model[cs]
+        for cs, canon in DTO_FIELDS.items()
+        if canon not in ("services", "studyDate")
+    }
+    fields["studyDate"] = _oracle_date(model["studyDate"])
+    services = model["services"]
+    if services is not None:
+        services = [
+            None if item is None else {canon: item[cs] for cs, canon in SERVICE_FIELDS.items()}
+            for item in services
+        ]
+    return Outcome(None, frozenset(), _model(fields, services))
+
+
+class Reference:
+    """A keep-alive client of the reference server."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or os.environ.get("QCARE_REFERENCE_URL") or DEFAULT_URL
+        parts = urlsplit(self.url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post(self, body: bytes, content_type: str | None) -> tuple[int, dict[str, Any]]:
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        for attempt in range(2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=30)
+            try:
+                self._conn.request("POST", ROUTE, body=body, headers=headers)
+                response = self._conn.getresponse()
+                data = response.read()
+                return response.status, json.loads(data)
+            except (http.client.HTTPException, ConnectionError):
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def outcome(self, body: bytes, content_type: str | None) -> Outcome:
+        return from_echo(*self.post(body, content_type))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def diverges(
+    ref: Reference, body: bytes, content_type: str | None
+) -> tuple[Outcome, Outcome] | None:
+    """(reference, ours) when they differ, else None."""
+    theirs, mine = ref.outcome(body, content_type), ours(body, content_type)
+    return None if theirs == mine else (theirs, mine)
