@@ -50,6 +50,29 @@ class Envelope:
     def digest(self) -> bytes:
         return body_digest(self.body)
 
+    @cached_property
+    def _legacy_digest(self) -> bytes | None:
+        """The digest this post had before NoOfImages became `int?` (issue 13): an absent
+        NoOfImages was bound as 0 then and is null now, so the same post re-sent across the
+        upgrade would otherwise look like different content under one msg_id."""
+        lines = self.dto.services or []
+        if not any(line is not None and line.noOfImages is None for line in lines):
+            return None
+        data = self.dto.model_dump()
+        for line in data["services"]:
+            if line is not None and line["noOfImages"] is None:
+                line["noOfImages"] = 0
+        return body_digest(type(self.dto).model_validate(data).encode())
+
+    def same_content(self, digest: bytes) -> bool:
+        """Is a digest held for this msg_id the digest of this post (now or before the
+        NoOfImages change)?"""
+        legacy = self._legacy_digest
+        return digest == self.digest or (legacy is not None and digest == legacy)
+
+    def same_content_as(self, other: Envelope) -> bool:
+        return self.same_content(other.digest) or other.same_content(self.digest)
+
     def headers(self) -> dict[str, Any]:
         headers: dict[str, Any] = {
             H_RECEIVED_AT: self.received_at.isoformat(timespec="microseconds")

@@ -139,7 +139,7 @@ async def apply_batch(conn: Conn, envs: list[Envelope]) -> list[Result]:
     for i, env in enumerate(envs):  # the same msg_id twice in one batch: the first one counts
         first = primary.setdefault(env.msg_id, i)
         if first != i:
-            same = envs[first].digest == env.digest
+            same = envs[first].same_content_as(env)
             results[i] = Outcome("duplicate") if same else _conflict()
     plans = {i: plan_for(envs[i]) for i in primary.values()}
     async with conn.transaction():
@@ -153,7 +153,7 @@ async def apply_batch(conn: Conn, envs: list[Envelope]) -> list[Result]:
             held = {r["msg_id"]: r["body_sha256"] for r in rows}
             for i in unclaimed:
                 digest = held.get(envs[i].msg_id)
-                same = digest is None or bytes(digest) == envs[i].digest
+                same = digest is None or envs[i].same_content(bytes(digest))
                 results[i] = Outcome("duplicate") if same else _conflict()
         work = sorted(
             (i for i in primary.values() if envs[i].msg_id in claimed),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
-from tests.support.http import get, post, wait_processed
+from tests.support.http import get, post, publish_as_gateway, wait_processed
 from tests.support.payloads import help_page_sample, order
 from tests.support.procs import Gateway, Worker, wait_for
 
@@ -158,3 +159,36 @@ async def test_thousand_concurrent_messages_two_workers(
     applied = [m for w in workers for m, o in w.outcomes() if m.startswith(f"bulk-{run}-")]
     assert sorted(applied) == sorted(ids)  # each exactly once, across both workers
     assert all(any(m.startswith(f"bulk-{run}") for m, _ in w.outcomes()) for w in workers)
+
+
+async def test_reposted_pre_upgrade_message_is_a_duplicate(
+    stack: tuple[Gateway, list[Worker]], http: aiohttp.ClientSession, amqp: Any
+) -> None:
+    """NoOfImages is `int?` (issue 13): left out, it reads back null. The same post bound
+    before the change carried 0; re-sent after the upgrade it is a duplicate, not a conflict."""
+    gw, workers = stack
+    msg_id, accession = f"m-{uuid.uuid4()}", f"ACC-{uuid.uuid4()}"
+    line = {"studyDesc": "CHEST PA", "bodypart": "CHEST"}
+    before = {"msg_id": msg_id, "accessionNo": accession, "services": [{**line, "noOfImages": 0}]}
+    await publish_as_gateway(amqp, before, datetime.now(UTC))
+    await wait_applied(http, gw, msg_id)
+    after = {"msg_id": msg_id, "accessionNo": accession, "services": [line]}
+    assert (await post(http, gw, after))[0] == 200
+
+    async def both_seen() -> list[str] | None:
+        seen = [o for w in workers for m, o in w.outcomes() if m == msg_id]
+        return seen if len(seen) == 2 else None
+
+    assert sorted(await wait_for(both_seen, 30, what="two deliveries")) == [
+        "applied",
+        "duplicate",
+    ]
+    status, view = await get(http, gw, f"/orders/{accession}")
+    assert status == 200
+    assert view["services"] == [{**line, "noOfImages": 0, "warningTime": 0}]
+    fresh, fresh_acc = f"m-{uuid.uuid4()}", f"ACC-{uuid.uuid4()}"
+    body = {"msg_id": fresh, "accessionNo": fresh_acc, "services": [line]}
+    assert (await post(http, gw, body))[0] == 200
+    await wait_applied(http, gw, fresh)
+    status, view = await get(http, gw, f"/orders/{fresh_acc}")
+    assert view["services"] == [{**line, "noOfImages": None, "warningTime": 0}]
