@@ -199,15 +199,30 @@ def _fast_int(value: Any, nullable: bool) -> int | None:
     raise _Slow
 
 
+# Where Json.NET's ISO reader and dates.parse_dotnet read the same value (away from
+# DateTime's ends, where Json.NET clamps): the text is kept as sent, nothing more to do.
+_PLAIN_ISO = re.compile(
+    r"(?!0001|9999)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?(?:Z|[+-][01]\d:\d{2})?",
+    re.ASCII,
+)
+
+
 def _fast_date(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if type(value) is not str:
         raise _Slow
+    if _PLAIN_ISO.fullmatch(value) and parse_dotnet(value) is not None:
+        return value
     parsed = jr.try_parse_datetime(value) or _net_fallback(value)  # may raise: then slow
     if parsed is None:
         raise _Slow
     return _date_text(value, parsed)
+
+
+def _date_token(text: str) -> bool:
+    """Json.NET's reader makes a date of this metadata string (a `$ref` must be a string)."""
+    return (text[:1].isdecimal() and len(text) >= 19) or text[:1] == "/"
 
 
 def _fast_id(obj: _Obj, ids: dict[str, Any], target: Any) -> list[tuple[str, Any]]:
@@ -218,6 +233,8 @@ def _fast_id(obj: _Obj, ids: dict[str, Any], target: Any) -> list[tuple[str, Any
     if name != "$id" or (len(obj) > 1 and obj[1][0][:1] == "$"):
         raise _Slow
     if type(value) is str:
+        if _date_token(value):
+            raise _Slow
         key = value
     elif type(value) is int:
         key = str(value)
@@ -265,7 +282,7 @@ def _fast_services(value: Any, ids: dict[str, Any], root: Any) -> list[Any] | No
             raise _Slow
         if item and item[0][0] == "$ref":
             ref = item[0][1]
-            if len(item) > 1 or type(ref) is not str:
+            if len(item) > 1 or type(ref) is not str or _date_token(ref):
                 raise _Slow
             target = ids.get(ref)
             if target is not None and (target is root or type(target) is not dict):
@@ -331,12 +348,16 @@ class _Serializer:
         self.ids: dict[str, Any] = {}
         self.id_of: dict[int, str] = {}
         self.joined = False
+        self.keys: dict[str, str] = {}
         self.step_limit = 8 * MAX_JSON_PARTS + 10_000
 
     def log(self, exc: Exception) -> None:
         if self.r.steps > self.step_limit:
             raise _Abort from None
-        self.result.add(self.r.path, str(exc))
+        # ModelState's keys ignore case: the first spelling stays
+        path = self.r.path
+        key = self.keys.setdefault(path.upper() if path.isascii() else _upper(path), path)
+        self.result.add(key, str(exc))
 
     def handle_error(self, read_past: bool, initial_depth: int) -> None:
         r = self.r
@@ -597,6 +618,7 @@ def _emulate(text: str, result: BindResult) -> None:
         result.add("", "The body is not a QCareDto object")  # a root $ref cannot resolve
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _BLANK = re.compile(f"[\\x00{jr._WS}]*")
 
 
@@ -615,7 +637,10 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
         # (240 MB): for nothing a DTO can hold (a deliberate limit the old server lacked)
         result.add("", f"The JSON holds more than {MAX_JSON_PARTS} objects, arrays and values")
         return result
-    if "Date(" not in text:
+    # the stdlib keeps a lone surrogate escape ("\ud800"); Json.NET reads it as U+FFFD
+    lone = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+    # a /Date()/ string anywhere (even skipped) may make Json.NET's reader throw
+    if "Date(" not in text and not lone:
         try:
             root = parse(text)
             if type(root) is _Obj and not (brackets > MAX_DEPTH and _too_deep(root)):

@@ -17,6 +17,7 @@ import calendar
 import math
 import re
 import unicodedata
+from datetime import date
 from typing import Any
 
 from .echo import quote_date, quote_number
@@ -176,8 +177,7 @@ class NetDate:
 
 
 def _date_ticks(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> int:
-    days = (y - 1) * 365 + (y - 1) // 4 - (y - 1) // 100 + (y - 1) // 400
-    days += sum(calendar.monthrange(y, m)[1] for m in range(1, mo)) + d - 1
+    days = date(y, mo, d).toordinal() - 1
     return ((days * 24 + h) * 60 + mi) * 60 * _TICKS_PER_SECOND + s * _TICKS_PER_SECOND
 
 
