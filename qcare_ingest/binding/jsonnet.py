@@ -91,7 +91,7 @@ def _too_deep(root: Any) -> bool:
 
 
 # A string, or an unterminated one running to the end: linear (see git history).
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 
 
 def _parts(text: str) -> int:
@@ -141,8 +141,9 @@ def _net_fallback(text: str) -> NetDate | None:
 
 
 def _ticks_text(ticks: int) -> str:
-    wall = _TICK_EPOCH + timedelta(microseconds=ticks // 10)
-    return f"{wall:%Y-%m-%dT%H:%M:%S}.{wall.microsecond:06d}{ticks % 10}"
+    w = _TICK_EPOCH + timedelta(microseconds=ticks // 10)
+    clock = f"{w.hour:02d}:{w.minute:02d}:{w.second:02d}.{w.microsecond:06d}{ticks % 10}"
+    return f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{clock}"
 
 
 def _date_text(sent: str, value: NetDate) -> str:

@@ -53,6 +53,14 @@ _NUMBER_CHARS = re.compile(r"[-+aAbBcCdDeEfFxX.0-9]*")
 _STRING_END = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
 _IDENT_END = re.compile(r"[\w$]*")  # refined below with IsLetterOrDigit
 _ASCII_INT = re.compile(r"^[\t-\r ]*([+-]?)([0-9]+)[\t-\r ]*\x00*$")
+_STRING_BODY = {
+    '"': re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL),  # possessive: no
+    "'": re.compile(r"[^'\\]*+(?:\\.[^'\\]*+)*+", re.DOTALL),  # backtracking stack
+}
+_CHUNK = 1 << 16
+_VALID_RUN = re.compile(r"[^\\]*+(?:\\(?:u[0-9a-fA-F]{4}|[btnfr\\\"'/])[^\\]*+)*+")
+_ESCAPE_SPLIT = re.compile(r"\\(u[0-9a-fA-F]{4}|[btnfr\\\"'/])")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_END = re.compile(r"[\r\n]")
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "\\": "\\"}
 
@@ -73,6 +81,22 @@ _TOKEN_NAMES = {
 
 def describe(token: int) -> str:
     return _TOKEN_NAMES.get(token, "something else")
+
+
+def _decode_escapes(parts: list[str]) -> str:
+    """Text pieces and escapes alternating, as `_ESCAPE_SPLIT.split` gives them."""
+    escapes = parts[1::2]
+    parts = list(parts)
+    parts[1::2] = [_ESCAPES.get(e) or e if len(e) == 1 else chr(int(e[1:], 16)) for e in escapes]
+    return "".join(parts)
+
+
+def _fix_surrogates(text: str) -> str:
+    """Json.NET pairs a high surrogate escape with the low one right after it and reads any
+    other as U+FFFD."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class JsonReaderError(Exception):
@@ -629,11 +653,41 @@ class JsonTextReader:
             raise JsonReaderError("A property name holds a character that is not allowed")
 
     def _read_string(self, quote: str) -> str:
-        """ReadStringIntoBuffer: self.pos is just past the opening quote."""
+        """ReadStringIntoBuffer: self.pos is just past the opening quote. The escapes are
+        decoded in bulk (C speed); at the first one that is not plain the exact,
+        escape-by-escape reader takes over from there."""
+        text, n, start = self.text, self.n, self.pos
+        end = _STRING_BODY[quote].match(text, start).end()  # type: ignore[union-attr]
+        closed = end < n and text[end] == quote
+        segment = text[start:end] if closed else text[start:]
+        if "\\" not in segment:
+            if not closed:
+                self.pos = n
+                raise JsonReaderError("Unterminated string")
+            self.pos = end + 1
+            return segment
+        # escape-aligned chunks (never more than _CHUNK characters split at once)
+        decoded: list[str] = []
+        size, at, parts = len(segment), 0, [""]
+        while at < size:
+            run_end = _VALID_RUN.match(segment, at, min(at + _CHUNK, size)).end()  # type: ignore[union-attr]
+            if run_end == at:  # an escape the bulk path does not know: read it exactly
+                head = "".join(decoded)
+                return _fix_surrogates(self._read_string_exact(quote, start + at, [head]))
+            parts = _ESCAPE_SPLIT.split(segment[at:run_end])
+            decoded.append(_decode_escapes(parts))
+            at = run_end
+        if not closed:
+            # a \uXXXX right at the end: ParseUnicode wants one character more
+            at_end = len(parts) > 1 and parts[-1] == "" and parts[-2][:1] == "u"
+            self.pos = n - 4 if at_end else n
+            raise JsonReaderError("Unterminated string")
+        self.pos = end + 1
+        return _fix_surrogates("".join(decoded))
+
+    def _read_string_exact(self, quote: str, i: int, parts: list[str]) -> str:
         text, n = self.text, self.n
         finder = _STRING_END[quote]
-        parts: list[str] = []
-        i = self.pos
         while True:
             m = finder.search(text, i)
             if m is None:
