@@ -65,12 +65,23 @@ class _BigInt(str):
 
 
 def _int_literal(text: str) -> int | _BigInt:
-    return int(text) if len(text) <= MAX_INT_DIGITS else _BigInt(text)
+    if len(text) <= MAX_INT_DIGITS:
+        return int(text)
+    if len(text) > _BIG_INT_CHARS:
+        raise _Slow  # Json.NET's reader fails on it, even in a member nobody binds
+    return _BigInt(text)
 
 
+def _float_literal(text: str) -> _Num:
+    if (len(text) > 300 or "e" in text or "E" in text) and float(text) in _INFINITE:
+        raise _Slow  # 1e400: .NET Framework's double.TryParse fails, wherever it stands
+    return _Num(text)
+
+
+_INFINITE = (float("inf"), float("-inf"))
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_Obj,
-    parse_float=_Num,
+    parse_float=_float_literal,
     parse_constant=_Num,
     parse_int=_int_literal,
     strict=False,  # Json.NET takes control characters inside strings
@@ -174,10 +185,7 @@ def _fast_string(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, _Num):
-        number = float(value)
-        if number in (float("inf"), float("-inf")) and value not in ("Infinity", "-Infinity"):
-            raise _Slow  # 1e400: .NET Framework's double.TryParse fails
-        return jr.net_double_text(number)
+        return jr.net_double_text(float(value))
     if isinstance(value, _BigInt) and len(value) <= _BIG_INT_CHARS:
         return str(jr.BigIntText(value))
     raise _Slow
