@@ -106,10 +106,10 @@ _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 
 
 def _parts(text: str) -> int:
-    """An upper bound on the objects, arrays and values parsing would build: brackets and
-    commas outside strings."""
+    """An upper bound on the objects, arrays, values and comments parsing would read:
+    brackets, commas and slashes outside strings."""
     bare = _STRING.sub("", text)
-    return bare.count("[") + bare.count("{") + bare.count(",")
+    return bare.count("[") + bare.count("{") + bare.count(",") + bare.count("/")
 
 
 def parse(text: str) -> Any:
@@ -641,10 +641,14 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
     if _BLANK.fullmatch(text):
         return result  # whitespace only: null model, no error (j24)
     brackets = text.count("[") + text.count("{")
-    if brackets + text.count(",") > MAX_JSON_PARTS and _parts(text) > MAX_JSON_PARTS:
+    marks = brackets + text.count(",") + text.count("/")
+    if marks > MAX_JSON_PARTS and _parts(text) > MAX_JSON_PARTS:
         # 4 MiB of "{}," would be 1.4 million objects (258 MB), of "1.5," a million values
-        # (240 MB): for nothing a DTO can hold (a deliberate limit the old server lacked)
-        result.add("", f"The JSON holds more than {MAX_JSON_PARTS} objects, arrays and values")
+        # (240 MB), of "/**/" a million comments (seconds): for nothing a DTO can hold
+        # (a deliberate limit the old server lacked)
+        result.add(
+            "", f"The JSON holds more than {MAX_JSON_PARTS} objects, arrays, values and comments"
+        )
         return result
     # the stdlib keeps a lone surrogate escape ("\ud800"); Json.NET reads it as U+FFFD
     lone = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None

@@ -597,6 +597,7 @@ def test_the_fast_path_binds_as_the_emulation() -> None:
         b"{/**/'name':" + b"1" * (4 * 1024 * 1024) + b"}",
         b"{" + b"\x00" * (4 * 1024 * 1024) + b"}",
         b'{"a":' + b"[" * 19_000,
+        b"{" + b"/**/" * (1024 * 1024) + b"}",  # refused: more than MAX_JSON_PARTS
     ],
 )
 def test_hostile_lenient_bodies_stay_cheap(body: bytes) -> None:
