@@ -58,8 +58,9 @@ _STRING_BODY = {
     "'": re.compile(r"[^'\\]*+(?:\\.[^'\\]*+)*+", re.DOTALL),  # backtracking stack
 }
 _CHUNK = 1 << 16
-_VALID_RUN = re.compile(r"[^\\]*+(?:\\(?:u[0-9a-fA-F]{4}|[btnfr\\\"'/])[^\\]*+)*+")
-_ESCAPE_SPLIT = re.compile(r"\\(u[0-9a-fA-F]{4}|[btnfr\\\"'/])")
+_HEX4 = r"u[\t-\r 0-9a-fA-F]{4}"  # int.Parse(NumberStyles.HexNumber) allows white space
+_VALID_RUN = re.compile(r"[^\\]*+(?:\\(?:" + _HEX4 + r"|[btnfr\\\"'/])[^\\]*+)*+")
+_ESCAPE_SPLIT = re.compile(r"\\(" + _HEX4 + r"|[btnfr\\\"'/])")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_END = re.compile(r"[\r\n]")
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "\\": "\\"}
@@ -675,7 +676,11 @@ class JsonTextReader:
                 head = "".join(decoded)
                 return _fix_surrogates(self._read_string_exact(quote, start + at, [head]))
             parts = _ESCAPE_SPLIT.split(segment[at:run_end])
-            decoded.append(_decode_escapes(parts))
+            try:
+                decoded.append(_decode_escapes(parts))
+            except ValueError:  # "\u4 1 ": the exact reader fails where .NET does
+                head = "".join(decoded)
+                return _fix_surrogates(self._read_string_exact(quote, start + at, [head]))
             at = run_end
         if not closed:
             # a \uXXXX right at the end: ParseUnicode wants one character more
