@@ -51,7 +51,9 @@ _SKIP = re.compile(f"[\\x00{_WS}]+")
 _NET_WS = re.compile(f"[{_WS}]")
 _NUMBER_CHARS = re.compile(r"[-+aAbBcCdDeEfFxX.0-9]*")
 _STRING_END = {'"': re.compile(r'["\\]'), "'": re.compile(r"['\\]")}
-_IDENT_END = re.compile(r"[\w$]*")  # refined below with IsLetterOrDigit
+_WORD_RUN = re.compile(r"[\w$]*")
+_DECIMAL = re.compile(r"\d")  # Unicode Nd, as char.IsDigit
+_DROP_ID = str.maketrans("", "", "_$")
 _ASCII_INT = re.compile(r"^[\t-\r ]*([+-]?)([0-9]+)[\t-\r ]*\x00*$")
 _STRING_BODY = {
     '"': re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL),  # possessive: no
@@ -110,6 +112,24 @@ def is_net_whitespace(c: str) -> bool:
 
 def _letter_or_digit(c: str) -> bool:
     return unicodedata.category(c)[0] == "L" or unicodedata.category(c) == "Nd"
+
+
+def _identifier_end(text: str, i: int) -> int:
+    """Past the run of char.IsLetterOrDigit, '_' and '$' at i (i itself is one), in bulk:
+    Python's \\w also takes No/Nl numerics that .NET does not, so runs are checked in
+    chunks (C-level str methods) and only a failing chunk is walked character by character."""
+    end = _WORD_RUN.match(text, i).end()  # type: ignore[union-attr]
+    at = i
+    while at < end:
+        chunk = text[at : min(end, at + 4096)]
+        if chunk.isascii() or _DECIMAL.sub("", chunk).translate(_DROP_ID).isalpha():
+            at += len(chunk)
+            continue
+        for offset, c in enumerate(chunk):
+            if not (_letter_or_digit(c) or c in "_$"):
+                return at + offset
+        at += len(chunk)  # (cannot happen: the chunk failed)
+    return max(end, i + 1)
 
 
 def _is_number(c: str) -> bool:
@@ -643,9 +663,7 @@ class JsonTextReader:
                 self.pos = i
                 return text[start:i]
             if _letter_or_digit(c) or c in "_$":
-                m = _IDENT_END.match(text, i)
-                j = m.end() if m else i
-                i = j if j > i else i + 1
+                i = _identifier_end(text, i)
                 continue
             if is_net_whitespace(c) or c == ":":
                 self.pos = i
