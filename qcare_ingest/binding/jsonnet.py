@@ -30,6 +30,10 @@ _BIG_INT_CHARS = 380  # Json.NET refuses longer integer literals ("too large to 
 DUPLICATE_SERVICES_WARNING = (
     "services appeared more than once; the lists were joined as the old server did"
 )
+REPLACED_SERVICES_WARNING = (
+    "services appeared more than once; the last one replaced the earlier lines"
+    " as the old server did"
+)
 
 # JSON (camelCase) property names as the old contract resolver wrote them
 _DTO_PROPS = {canon: canon for canon in DTO_FIELDS.values()}
@@ -356,7 +360,7 @@ class _Serializer:
         self.result = result
         self.ids: dict[str, Any] = {}
         self.id_of: dict[int, str] = {}
-        self.joined = False
+        self.warnings: set[str] = set()
         self.keys: dict[str, str] = {}
         self.step_limit = 8 * MAX_JSON_PARTS + 10_000
 
@@ -585,13 +589,15 @@ class _Serializer:
         current = None
         if kind == T_LIST and r.token in (jr.START_ARRAY, jr.START_OBJECT):
             current = obj.get(canon)
+        previous = obj.get(canon) if kind == T_LIST else None
         value = self.create_value(kind, current)
-        if current is not None:
-            self.joined = True
-            if value is current:
-                return
+        if current is not None and value is current:
+            self.warnings.add(DUPLICATE_SERVICES_WARNING)
+            return
         if kind == T_LIST and value is not None and type(value) is not _List:
             raise _Error("services refers to something that is not a list")
+        if previous:  # a second `services` threw the lines of the first away
+            self.warnings.add(REPLACED_SERVICES_WARNING)
         obj[canon] = value
         if kind == T_DATE and value is not None:
             obj[canon] = _date_text(r.date_text, value)
@@ -619,8 +625,7 @@ def _emulate(text: str, result: BindResult) -> None:
     except (_Error, JsonReaderError) as exc:  # thrown past every handler (cannot happen)
         result.add("", str(exc))
         return
-    if serializer.joined:
-        result.warnings.append(DUPLICATE_SERVICES_WARNING)
+    result.warnings.extend(sorted(serializer.warnings))
     if type(root) is _DtoObj:
         result.model = _model(root)  # beside errors too: what the old server bound
     elif root is not None and not result.errors:

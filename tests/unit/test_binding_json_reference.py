@@ -536,6 +536,15 @@ def test_duplicate_services_are_joined_with_a_warning() -> None:
     assert jsonnet.DUPLICATE_SERVICES_WARNING in result.warnings
 
 
+def test_services_replaced_by_a_later_null_warns() -> None:
+    body = b'{"services":[{"studyDesc":"a"}],"SERVICES":null}'
+    result = bind(*select_format("application/json"), body)
+    assert result.ok
+    assert result.model is not None
+    assert result.model.services is None  # as the reference server bound it
+    assert jsonnet.REPLACED_SERVICES_WARNING in result.warnings
+
+
 def test_the_seventh_fraction_digit_and_offset_are_kept_as_sent() -> None:
     body = b'{"studyDate":"2025-10-26T15:51:31.8166249+08:00"}'
     result = bind(*select_format("application/json"), body)
