@@ -30,6 +30,7 @@ _BIG_INT_CHARS = 380  # Json.NET refuses longer integer literals ("too large to 
 DUPLICATE_SERVICES_WARNING = (
     "services appeared more than once; the lists were joined as the old server did"
 )
+SURROGATE_WARNING = "an unpaired UTF-16 surrogate or NUL was stored as U+FFFD"
 REPLACED_SERVICES_WARNING = (
     "services appeared more than once; the last one replaced the earlier lines"
     " as the old server did"
@@ -568,9 +569,14 @@ class _Serializer:
                         if r.read():
                             r.skip()
                     else:
+                        r.replaced_surrogate = False
                         if not self.read_for_type(types[canon]):
                             raise _Error(_MESSAGES["end"])
                         self.set_property(obj, canon, types[canon])
+                        if r.replaced_surrogate and types[canon] == T_STR:
+                            # Json.NET's U+FFFD, told as limits.make_storable tells its own
+                            field = canon if kind == T_DTO else "services"
+                            self.warnings.add(f"{field}: {SURROGATE_WARNING}")
                 except (_Error, JsonReaderError) as exc:
                     self.log(exc)
                     self.handle_error(True, initial_depth)

@@ -369,6 +369,7 @@ class JsonTextReader:
         self.exceeded = False
         self.steps = 0
         self.date_text = ""  # the last string read: what a Date token was read from
+        self.replaced_surrogate = False  # a lone surrogate escape read as U+FFFD
 
     # -- JsonReader ----------------------------------------------------------------------
     @property
@@ -692,13 +693,13 @@ class JsonTextReader:
             run_end = _VALID_RUN.match(segment, at, min(at + _CHUNK, size)).end()  # type: ignore[union-attr]
             if run_end == at:  # an escape the bulk path does not know: read it exactly
                 head = "".join(decoded)
-                return _fix_surrogates(self._read_string_exact(quote, start + at, [head]))
+                return self._fixed(self._read_string_exact(quote, start + at, [head]))
             parts = _ESCAPE_SPLIT.split(segment[at:run_end])
             try:
                 decoded.append(_decode_escapes(parts))
             except ValueError:  # "\u4 1 ": the exact reader fails where .NET does
                 head = "".join(decoded)
-                return _fix_surrogates(self._read_string_exact(quote, start + at, [head]))
+                return self._fixed(self._read_string_exact(quote, start + at, [head]))
             at = run_end
         if not closed:
             # a \uXXXX right at the end: ParseUnicode wants one character more
@@ -706,7 +707,13 @@ class JsonTextReader:
             self.pos = n - 4 if at_end else n
             raise JsonReaderError("Unterminated string")
         self.pos = end + 1
-        return _fix_surrogates("".join(decoded))
+        return self._fixed("".join(decoded))
+
+    def _fixed(self, text: str) -> str:
+        fixed = _fix_surrogates(text)
+        if fixed is not text:
+            self.replaced_surrogate = True
+        return fixed
 
     def _read_string_exact(self, quote: str, i: int, parts: list[str]) -> str:
         text, n = self.text, self.n

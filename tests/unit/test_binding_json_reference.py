@@ -545,6 +545,16 @@ def test_services_replaced_by_a_later_null_warns() -> None:
     assert jsonnet.REPLACED_SERVICES_WARNING in result.warnings
 
 
+def test_lone_surrogate_escapes_are_replacement_characters_with_a_warning() -> None:
+    # Json.NET reads them as U+FFFD itself; the warning is the one limits.make_storable
+    # gives for what it replaces, so operators see it whichever did the replacing
+    body = b'{"name":"CHAN \\ud83d","services":[{"studyDesc":"\\udc00CHEST"}]}'
+    result = bind(*select_format("application/json"), body)
+    assert result.model is not None
+    assert result.model.name == "CHAN \ufffd"
+    assert {w.split(":")[0] for w in result.warnings} == {"name", "services"}
+
+
 def test_the_seventh_fraction_digit_and_offset_are_kept_as_sent() -> None:
     body = b'{"studyDate":"2025-10-26T15:51:31.8166249+08:00"}'
     result = bind(*select_format("application/json"), body)
