@@ -631,9 +631,17 @@ def _emulate(text: str, result: BindResult) -> None:
     except (_Error, JsonReaderError) as exc:  # thrown past every handler (cannot happen)
         result.add("", str(exc))
         return
+    except (ValueError, IndexError, OverflowError, RecursionError):  # a bug, never a 500
+        result.errors.clear()
+        result.add("", "The JSON could not be read")
+        return
     result.warnings.extend(sorted(serializer.warnings))
     if type(root) is _DtoObj:
-        result.model = _model(root)  # beside errors too: what the old server bound
+        try:
+            result.model = _model(root)  # beside errors too: what the old server bound
+        except ValueError:
+            if not result.errors:
+                result.add("", "The JSON could not be read")
     elif root is not None and not result.errors:
         result.add("", "The body is not a QCareDto object")  # a root $ref cannot resolve
 
