@@ -326,20 +326,18 @@ class _Error(Exception):
 
 
 class _DtoObj(dict[str, Any]):
-    pass
+    """A QCareDto being bound: canonical member name -> value."""
 
 
 class _SvcObj(dict[str, Any]):
-    pass
+    """A ServicesInfo being bound (`$ref` may put one object in several places)."""
 
 
 class _List(list[Any]):
-    pass
+    """A List<ServicesInfo>; a second `services` appends to it, as Json.NET's does."""
 
 
-_MESSAGES = {
-    "end": "The JSON ends before the value is complete",
-}
+_END = "The JSON ends before the value is complete"
 
 
 def _id_text(value: Any) -> str | None:
@@ -356,6 +354,12 @@ def _id_text(value: Any) -> str | None:
 
 
 class _Serializer:
+    """JsonSerializerInternalReader for this DTO, method by method (Deserialize,
+    CreateValueInternal, CreateObject, ReadMetadataProperties, CreateList, PopulateList,
+    PopulateObject, SetPropertyValue, HandleError), with Web API's error handler: every
+    error is logged at the reader's path and marked handled, and reading goes on as the
+    original goes on. Recursion is bounded by the DTO's shape (root, list, line)."""
+
     def __init__(self, text: str, result: BindResult) -> None:
         self.r = JsonTextReader(text)
         self.result = result
@@ -383,7 +387,7 @@ class _Serializer:
 
     def checked_read(self) -> None:
         if not self.r.read():
-            raise _Error(_MESSAGES["end"])
+            raise _Error(_END)
 
     def read_for_type(self, kind: int) -> bool:
         r = self.r
@@ -434,7 +438,7 @@ class _Serializer:
             if t != jr.COMMENT:
                 raise _Error("An unexpected token where a value was expected")
             if not r.read():
-                raise _Error(_MESSAGES["end"])
+                raise _Error(_END)
 
     def ensure_type(self, value: Any, kind: int) -> Any:
         if value is None:
@@ -513,7 +517,7 @@ class _Serializer:
 
     def throw_unexpected_end(self) -> None:
         try:
-            raise _Error(_MESSAGES["end"])
+            raise _Error(_END)
         except _Error as exc:
             self.log(exc)
             self.handle_error(False, 0)
@@ -571,7 +575,7 @@ class _Serializer:
                     else:
                         r.replaced_surrogate = False
                         if not self.read_for_type(types[canon]):
-                            raise _Error(_MESSAGES["end"])
+                            raise _Error(_END)
                         self.set_property(obj, canon, types[canon])
                         if r.replaced_surrogate and types[canon] == T_STR:
                             # Json.NET's U+FFFD, told as limits.make_storable tells its own
