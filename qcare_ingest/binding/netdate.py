@@ -23,12 +23,12 @@ def _valid(y: int, mo: int, d: int, h: int, mi: int, s: int) -> bool:
     import calendar
 
     return (
-        1 <= mo <= 12
+        y >= 1
+        and 1 <= mo <= 12
         and 1 <= d <= calendar.monthrange(y, mo)[1]
         and h < 24
         and mi < 60
         and s < 60
-        and y >= 1
     )
 
 
