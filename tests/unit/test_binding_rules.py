@@ -73,17 +73,20 @@ def test_id_not_leading_is_an_ordinary_property() -> None:
 )
 def test_json_int_errors_say_why(value: str, fragment: str) -> None:
     result = bind_as("application/json", f'{{"services":[{{"noOfImages":{value}}}]}}'.encode())
-    assert list(result.errors) == ["services[0].noOfImages"]
+    # a bad number literal leaves Json.NET's reader mid-object: its recovery adds the
+    # keys of the containers it then trips over (as the reference server does)
+    assert "services[0].noOfImages" in result.errors
     assert fragment in result.errors["services[0].noOfImages"][0]
 
 
-def test_json_numbers_become_their_literal_text() -> None:
+def test_json_numbers_become_their_dotnet_text() -> None:
+    # the reference server: Json.NET reads 1.50 as a double and writes it with ToString()
     result = bind_as("application/json", b'{"name":1.50,"dob":19800229,"gender":false}')
     assert result.model is not None
     assert (result.model.name, result.model.dob, result.model.gender) == (
-        "1.50",
+        "1.5",
         "19800229",
-        "false",
+        "False",
     )
 
 

@@ -13,6 +13,18 @@ from tests.support.payloads import VECTORS
 
 MANIFEST: list[dict[str, Any]] = json.loads((VECTORS / "manifest.json").read_text())
 
+# Where the reference server (../shared/oracle, the real Web API 5.2.7 + Json.NET 6.0.4)
+# gives other ModelState keys than this (older) manifest: the keys it gave. A model
+# bound beside errors is never used (the gateway answers 400), so it is not compared.
+REFERENCE_ERROR_KEYS: dict[str, list[str]] = {
+    "j08": ["services[1].studyDesc"],
+    "j10": ["services[1].studyDesc"],
+    "j12": ["services[0].noOfImages", "services[0].warningTime"],
+    "j20": ["extra", "extra" + "[0]" * 255],  # the reader's MaxDepth of 256, as Json.NET
+    "j27": ["services[1].$ref"],
+    "j28": ["services.studyDesc"],
+}
+
 
 def _comparable(field: str, value: Any) -> Any:
     if field == "studyDate" and value is not None:
@@ -35,6 +47,9 @@ def test_vector_binds_as_the_old_server_did(case: dict[str, Any]) -> None:
     else:
         fmt, charset = select_format(case["content_type"])
     result = bind(fmt, charset, body)
+    if case["id"] in REFERENCE_ERROR_KEYS:
+        assert sorted(result.errors) == sorted(REFERENCE_ERROR_KEYS[case["id"]]), result.errors
+        return
     assert sorted(result.errors) == sorted(expect["error_keys"]), result.errors
     for messages in result.errors.values():
         assert all(m and len(m) < 300 for m in messages)
