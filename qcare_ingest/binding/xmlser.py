@@ -42,8 +42,15 @@ from .xsdtime import xsd_datetime
 
 MAX_DEPTH = 256
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-XSI_NIL = f"{{{XSI}}}nil"
-XSI_TYPE = f"{{{XSI}}}type"
+_XSI_OLD = (
+    "http://www.w3.org/2000/10/XMLSchema-instance",
+    "http://www.w3.org/1999/XMLSchema-instance",
+)
+# XmlSerializationReader.GetNullAttr and GetXsiType: the first of these attributes present
+_NIL_ATTRS = (f"{{{XSI}}}nil", f"{{{XSI}}}null", *(f"{{{ns}}}null" for ns in _XSI_OLD))
+_TYPE_ATTRS = (f"{{{XSI}}}type", *(f"{{{ns}}}type" for ns in _XSI_OLD))
+# a document without a root element: only whitespace and comments
+_NO_ROOT = re.compile(r"(?:[ \t\r\n]+|<!--(?:(?!--).)*-->)*", re.S)
 _NULLABLE = frozenset({"studyDate"})
 _NULLABLE_LINE = frozenset({"NoOfImages"})
 _WS = "[ \t\r\n]"
@@ -157,8 +164,9 @@ class _Target:
             self.pending = {}
         self.scopes.append(scope)
         xsi_type = None
-        if XSI_TYPE in attrib:
-            prefix, _, local = attrib[XSI_TYPE].strip().rpartition(":")
+        value = next((attrib[a] for a in _TYPE_ATTRS if a in attrib), None)
+        if value is not None:
+            prefix, _, local = value.rpartition(":")
             if prefix not in scope:
                 raise XmlBindError("An xsi:type names an undeclared namespace prefix")
             xsi_type = (scope[prefix], local)
@@ -190,7 +198,7 @@ class _Target:
 
 def _nil(node: _Node, name: str) -> bool:
     """XmlConvert.ToBoolean of xsi:nil: true/1, false/0 (whitespace around), else an error."""
-    value = node.attrib.get(XSI_NIL)
+    value = next((node.attrib[a] for a in _NIL_ATTRS if a in node.attrib), None)
     if value is None:
         return False
     flag = value.strip(" \t\r\n")
@@ -324,7 +332,14 @@ def bind_xml(body: bytes, charset: str | None) -> BindResult:
     result = BindResult(None)
     try:
         text = decode_xml(body, charset)
-        text = _strip_declaration(text, xml_encoding(body)[0])
+        codec, bom = xml_encoding(body)
+        rest = _strip_declaration(text, codec)
+        if _NO_ROOT.fullmatch(rest):
+            # the reference binds a null model when something was read before the end
+            if len(rest) < len(text) or "<" in rest or (bom and rest):
+                return result
+            raise XmlBindError("The XML has no root element")
+        text = rest
         if text.count("<") + text.count("=") > MAX_XML_MARKUP:  # 350,000 attributes: 179 MB
             raise XmlBindError(f"The XML holds more than {MAX_XML_MARKUP} tags and attributes")
         text, restore = _protect_char_refs(text)
@@ -334,7 +349,7 @@ def bind_xml(body: bytes, charset: str | None) -> BindResult:
         )
         parser.feed(text)
         root = parser.close()
-        if root is None:
+        if root is None:  # pragma: no cover - expat refuses a document without one
             raise XmlBindError("The XML has no root element")
         binder = _Binder(restore)
         result.model = binder.root(root)
