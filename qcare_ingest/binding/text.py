@@ -14,6 +14,7 @@ exactly `utf-16` (any case, unquoted: UTF-16LE), otherwise UTF-8 (`utf-16le`, `u
 from __future__ import annotations
 
 import codecs
+import re
 
 _JSON_BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -26,7 +27,10 @@ _LABELS = {"utf-8": "UTF-8", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE"}
 
 
 class BodyDecodeError(ValueError):
-    pass
+    def __init__(self, message: str, valid_prefix: str | None = None) -> None:
+        super().__init__(message)
+        # XML in UTF-8 is checked as it is read: the text before the first bad byte
+        self.valid_prefix = valid_prefix
 
 
 def charset_codec(charset: str | None) -> str:
@@ -95,4 +99,22 @@ def decode_xml(body: bytes, charset: str | None) -> str:
             f"The body is {_LABELS[actual]} but the Content-Type charset says "
             f"{_LABELS[expected]}: send charset=utf-16 with UTF-16LE, nothing else with UTF-8"
         )
-    return _strict(body[skip:], actual, final=True)
+    try:
+        return _strict(body[skip:], actual, final=True)
+    except BodyDecodeError as exc:
+        if actual != "utf-8":
+            raise  # UTF-16 is converted ahead of the reader: all of it
+        # UTF-8 is checked as the reader reads it, and never inside a comment
+        text = _COMMENT.sub(_blank_bad_bytes, body[skip:].decode("utf-8", "surrogateescape"))
+        bad = _ESCAPED.search(text)
+        if bad is None:
+            return text
+        raise BodyDecodeError(str(exc), text[: bad.start()]) from None
+
+
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _blank_bad_bytes(m: re.Match[str]) -> str:
+    return _ESCAPED.sub("\ufffd", m[0])

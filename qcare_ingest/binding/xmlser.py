@@ -27,6 +27,7 @@ DOCTYPE at all (the old XmlDictionaryReader refused any `<!DOCTYPE`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
@@ -129,15 +130,19 @@ def _protect_char_refs(text: str) -> tuple[str, dict[int, str]]:
 
 
 class _Node:
-    __slots__ = ("attrib", "children", "mixed", "tag", "texts", "xsi_type")
+    __slots__ = ("attrib", "children", "mixed", "scope", "tag", "texts")
 
-    def __init__(self, tag: str, attrib: dict[str, str], xsi_type: tuple[str, str] | None) -> None:
+    def __init__(self, tag: str, attrib: dict[str, str], scope: dict[str, str]) -> None:
         self.tag = tag
         self.attrib = attrib
         self.children: list[_Node] = []
         self.texts: list[str] = []
         self.mixed = False  # a comment inside
-        self.xsi_type = xsi_type
+        self.scope = scope  # namespace prefixes in scope (shared, never changed)
+
+
+class _RootEnd(Exception):
+    """Raised at the root's end tag: the reader reads one node more, never the rest."""
 
 
 class _Target:
@@ -148,6 +153,8 @@ class _Target:
         self.root: _Node | None = None
         self.scopes: list[dict[str, str]] = [{"": ""}]
         self.pending: dict[str, str] = {}
+        self.position: Callable[[], int] = lambda: 0  # the parser's current byte index
+        self.root_start = 0
 
     def start_ns(self, prefix: str, uri: str) -> None:
         self.pending[prefix or ""] = uri
@@ -163,23 +170,19 @@ class _Target:
             scope = {**scope, **self.pending}
             self.pending = {}
         self.scopes.append(scope)
-        xsi_type = None
-        value = next((attrib[a] for a in _TYPE_ATTRS if a in attrib), None)
-        if value is not None:
-            prefix, _, local = value.rpartition(":")
-            if prefix not in scope:
-                raise XmlBindError("An xsi:type names an undeclared namespace prefix")
-            xsi_type = (scope[prefix], local)
-        node = _Node(tag, attrib, xsi_type)
+        node = _Node(tag, attrib, scope)
         if self.stack:
             self.stack[-1].children.append(node)
         else:
             self.root = node
+            self.root_start = self.position()
         self.stack.append(node)
 
     def end(self, tag: str) -> None:
         self.stack.pop()
         self.scopes.pop()
+        if not self.stack:
+            raise _RootEnd(self.root_start, self.position())
 
     def data(self, text: str) -> None:
         if self.stack:
@@ -196,6 +199,39 @@ class _Target:
         return self.root
 
 
+def _tag_end(data: bytes, pos: int) -> int:
+    """The index of a well-formed tag's closing '>' (the first outside an attribute value)."""
+    quote = None
+    while pos < len(data):
+        ch = data[pos : pos + 1]
+        if quote is not None:
+            quote = None if ch == quote else quote
+        elif ch in (b'"', b"'"):
+            quote = ch
+        elif ch == b">":
+            return pos
+        pos += 1
+    return pos  # pragma: no cover - the parser saw the whole tag
+
+
+def _check_after_root(data: bytes, root_start: int, root_end: int, *, whole: bool) -> None:
+    """After the root's end tag the reader reads one node: whitespace, a comment or nothing
+    is fine (what follows it is never read); text, an element or a PI is an error.
+    root_start, root_end: the parser's byte index at the root's start and end events; whole:
+    data is the whole body, not the part before a byte that does not decode."""
+    pos = _tag_end(data, root_start)
+    if data[pos - 1 : pos] != b"/":  # not an empty-element tag: root_end is at its end tag
+        pos = _tag_end(data, root_end)
+    rest = data[pos + 1 : pos + 1 + 4]
+    if (not rest and whole) or (rest and rest[:1] in b" \t\r\n"):
+        return
+    if rest == b"<!--":
+        close = data.find(b"-->", pos + 5)
+        if close != -1 and b"--" not in data[pos + 5 : close]:
+            return
+    raise XmlBindError("The XML has content after the root element")
+
+
 def _nil(node: _Node, name: str) -> bool:
     """XmlConvert.ToBoolean of xsi:nil: true/1, false/0 (whitespace around), else an error."""
     value = next((node.attrib[a] for a in _NIL_ATTRS if a in node.attrib), None)
@@ -210,7 +246,14 @@ def _nil(node: _Node, name: str) -> bool:
 
 
 def _check_type(node: _Node, type_name: str) -> None:
-    if node.xsi_type is not None and node.xsi_type != ("", type_name):
+    """GetXsiType on an element read as a class: the QName must name the class."""
+    value = next((node.attrib[a] for a in _TYPE_ATTRS if a in node.attrib), None)
+    if value is None:
+        return
+    prefix, _, local = value.rpartition(":")
+    if prefix not in node.scope:
+        raise XmlBindError(f"<{type_name}> has an xsi:type with an undeclared prefix")
+    if (node.scope[prefix], local) != ("", type_name):
         raise XmlBindError(f"<{type_name}> has an xsi:type that is not {type_name}")
 
 
@@ -331,10 +374,15 @@ def bind_xml(body: bytes, charset: str | None) -> BindResult:
     """Any error nulls the whole model under the parameter's own key (x06, x12)."""
     result = BindResult(None)
     try:
-        text = decode_xml(body, charset)
+        try:
+            text, undecodable = decode_xml(body, charset), None
+        except BodyDecodeError as exc:
+            if exc.valid_prefix is None:
+                raise
+            text, undecodable = exc.valid_prefix, exc  # an error if the reader gets there
         codec, bom = xml_encoding(body)
         rest = _strip_declaration(text, codec)
-        if _NO_ROOT.fullmatch(rest):
+        if undecodable is None and _NO_ROOT.fullmatch(rest):
             # the reference binds a null model when something was read before the end
             if len(rest) < len(text) or "<" in rest or (bom and rest):
                 return result
@@ -347,10 +395,23 @@ def bind_xml(body: bytes, charset: str | None) -> BindResult:
         parser = DefusedXMLParser(
             target=target, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
-        parser.feed(text)
-        root = parser.close()
-        if root is None:  # pragma: no cover - expat refuses a document without one
-            raise XmlBindError("The XML has no root element")
+        if "\x00" in text:
+            raise XmlBindError("The XML holds a NUL character")
+        data = text.encode()
+        expat = parser.parser
+        target.position = lambda: int(expat.CurrentByteIndex)
+        try:
+            parser.feed(data)
+            parser.close()
+            raise XmlBindError("The XML has no root element")  # pragma: no cover (expat)
+        except _RootEnd as end:
+            _check_after_root(data, *end.args, whole=undecodable is None)
+        except ParseError:
+            if undecodable is not None:
+                raise undecodable from None
+            raise
+        root = target.root
+        assert root is not None
         binder = _Binder(restore)
         result.model = binder.root(root)
         result.warnings.extend(binder.warnings())
