@@ -290,8 +290,9 @@ class _Binder:
         if known:
             self.repeated.append(f"{where}{node.tag}")
         elif len(self.unknown) < 5:
-            tag = node.tag
-            self.unknown.append(tag if _SAFE_NAME.match(tag) else "(a name not shown)")
+            local = node.tag.rpartition("}")[2]
+            shown = local if _SAFE_NAME.match(local) else "(a name not shown)"
+            self.unknown.append(f"{shown} in a namespace" if node.tag[0] == "{" else shown)
         else:
             self.unknown.append("")
 
