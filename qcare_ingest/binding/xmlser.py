@@ -27,7 +27,7 @@ DOCTYPE at all (the old XmlDictionaryReader refused any `<!DOCTYPE`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
@@ -104,13 +104,22 @@ def _invalid_char(code: int) -> bool:
     )
 
 
+def _unused_private_use(text: str) -> Iterator[str]:
+    """Private-use characters the text does not hold (its characters are read once, at the
+    first one asked for)."""
+    present = set(text)
+    for code in range(0xE000, 0xF900):
+        if chr(code) not in present:
+            yield chr(code)
+
+
 def _protect_char_refs(text: str) -> tuple[str, dict[int, str]]:
     """Character references the parser would refuse become private-use placeholders (not
     otherwise in the text); returns the text and placeholder -> character."""
     if "&#" not in text:
         return text, {}
     refs: dict[int, str] = {}  # code -> placeholder
-    free = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+    free = _unused_private_use(text)
 
     def swap(m: re.Match[str]) -> str:
         if m[1] is None and m[2] is None:
