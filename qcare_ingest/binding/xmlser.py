@@ -66,7 +66,8 @@ _DECL_NAMES = {"utf-8": ("utf-8",), "utf-16-le": ("utf-16", "utf-16le")}
 _CHAR_REFS = re.compile(
     r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|&#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}));", re.S
 )
-_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,40}$")
+# element names a message may show: ours in any case (a client's name could be anything)
+_OUR_NAMES = {n.lower(): n for n in (*DTO_FIELDS, *SERVICE_FIELDS, "QCareDto", "ServicesInfo")}
 
 
 class XmlBindError(ValueError):
@@ -87,9 +88,7 @@ def _strip_declaration(text: str, codec: str) -> str:
     declared = m[1] or m[2]
     if declared is not None and declared.lower() not in _DECL_NAMES[codec]:
         actual = "UTF-8" if codec == "utf-8" else "UTF-16"
-        raise XmlBindError(
-            f"The XML declaration says encoding '{declared[:40]}' but the body is {actual}"
-        )
+        raise XmlBindError(f"The XML declaration names another encoding than the body's {actual}")
     return text[m.end() :]
 
 
@@ -241,6 +240,15 @@ def _check_after_root(data: bytes, root_start: int, root_end: int, *, whole: boo
     raise XmlBindError("The XML has content after the root element")
 
 
+def _shown(tag: str) -> str:
+    """An element's name for a message: only when it is one of ours in another case or
+    namespace (the usual mistake); anything else is not echoed."""
+    local = tag.rpartition("}")[2]
+    if local.lower() not in _OUR_NAMES:
+        return "an element of another name"
+    return f"<{local}> in a namespace" if tag.startswith("{") else f"<{local}>"
+
+
 def _nil(node: _Node, name: str) -> bool:
     """XmlConvert.ToBoolean of xsi:nil: true/1, false/0 (whitespace around), else an error."""
     value = next((node.attrib[a] for a in _NIL_ATTRS if a in node.attrib), None)
@@ -299,9 +307,7 @@ class _Binder:
         if known:
             self.repeated.append(f"{where}{node.tag}")
         elif len(self.unknown) < 5:
-            local = node.tag.rpartition("}")[2]
-            shown = local if _SAFE_NAME.match(local) else "(a name not shown)"
-            self.unknown.append(f"{shown} in a namespace" if node.tag[0] == "{" else shown)
+            self.unknown.append(_shown(node.tag))
         else:
             self.unknown.append("")
 
@@ -340,8 +346,7 @@ class _Binder:
         if root.tag != "QCareDto":
             tag = root.tag
             hint = " (in no namespace)" if tag.startswith("{") else ""
-            shown = tag if _SAFE_NAME.match(tag) else "another element"
-            raise XmlBindError(f"The root element must be <QCareDto>{hint}, not <{shown}>")
+            raise XmlBindError(f"The root element must be <QCareDto>{hint}, not {_shown(tag)}")
         _check_type(root, "QCareDto")
         if _nil(root, "QCareDto"):
             return None
