@@ -8,7 +8,8 @@ exactly `utf-16` (any case, unquoted: UTF-16LE), otherwise UTF-8 (`utf-16le`, `u
   overrides the charset; behind a BOM a bad byte is U+FFFD (except a UTF-16LE BOM with
   `charset=utf-16`), otherwise it is an error. An incomplete sequence at the very end is dropped.
 * XML (`decode_xml`): the encoding seen in the bytes (a BOM, or `<` followed by a zero byte)
-  must be the one the charset names, and decoding is strict.
+  must be the one the charset names, and decoding is strict; UTF-8 is checked as the reader
+  reads it (not inside comments), so the error carries the text before the first bad byte.
 """
 
 from __future__ import annotations

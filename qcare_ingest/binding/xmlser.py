@@ -13,7 +13,10 @@ XmlSerializer) does, and so do we:
   nullable (`xsi:nil` true or 1 is null; a nil value that is not a boolean is an error);
 * `studyDate` is XmlConvert.ToDateTime (`xsdtime.py`), integers XmlConvert.ToInt32;
 * processing instructions are refused anywhere, comments are allowed between elements;
-* the declaration, if any, is `version="1.0"` with an encoding that names the body's own.
+* the declaration, if any, is `version="1.0"` with an encoding that names the body's own;
+* after the root's end tag one node is read (whitespace or a comment: fine; anything else:
+  an error) and nothing more, so later junk or bad UTF-8 there is never seen; a document of
+  only a declaration or comments binds a null model.
 
 Where the reference is Mono's and not .NET Framework's, .NET's stricter rule is kept: a
 comment or a child element inside a string, number or date is refused, and so is `&#0;`.
