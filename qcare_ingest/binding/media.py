@@ -1,4 +1,14 @@
-"""Content-Type dispatch, as Web API's formatter selection did (WIRE.md §1)."""
+"""Content-Type dispatch, as Web API's formatter selection did (WIRE.md §1).
+
+The header is parsed the way the reference server's `MediaTypeHeaderValue` does it: a
+`type/subtype` of RFC 2616 tokens (whitespace allowed between tokens), then `;`-separated
+parameters, each a token name with an optional `=` token or quoted-string value. A header
+that does not parse is no header at all (415, "no Content-Type").
+
+The formatter is the first one (JSON, XML, form) with a supported media type that is a subset
+of the request's: `*/*`, `text/*` and `application/*` all pick JSON. `application/*+json` or
+`application/problem+json` match nothing (415). Parameters never change the choice.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +24,16 @@ class Format(enum.Enum):
     FORM = "form"
 
 
-_FORMATS = {
-    "application/json": Format.JSON,
-    "text/json": Format.JSON,
-    "text/html": Format.JSON,
-    # a media range matches the first formatter that supports it: the JSON one
-    "*/*": Format.JSON,
-    "text/*": Format.JSON,
-    "application/*": Format.JSON,
-    "application/xml": Format.XML,
-    "text/xml": Format.XML,
-    "application/x-www-form-urlencoded": Format.FORM,
-}
+# Each formatter's supported media types, in the configured formatter order.
+_SUPPORTED: tuple[tuple[Format, tuple[str, ...]], ...] = (
+    (Format.JSON, ("application/json", "text/json", "text/html")),
+    (Format.XML, ("application/xml", "text/xml")),
+    (Format.FORM, ("application/x-www-form-urlencoded",)),
+)
+
+# RFC 2616 token characters: any CHAR except CTLs and separators
+_SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
+_TOKEN_CHARS = frozenset(chr(c) for c in range(33, 127)) - _SEPARATORS
 
 
 class UnsupportedMediaTypeError(Exception):
@@ -48,26 +56,100 @@ class UnsupportedMediaTypeError(Exception):
 
 @dataclass(frozen=True)
 class ContentType:
-    media_type: str
-    charset: str | None
+    media_type: str  # as sent, without whitespace: compare it case-insensitively
+    charset: str | None  # the first charset parameter's value as sent (quotes kept), or None
 
 
-def parse_content_type(header: str) -> ContentType:
-    media, _, params = header.partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"').lower() or None
-    return ContentType(media.strip().lower(), charset)
+class _Lexer:
+    """The reference server's header lexer: tokens, quoted strings and separators."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def scan(self) -> tuple[str, str]:
+        """(kind, text): kind is 'end', 'token', 'quoted', one separator character, or 'error'."""
+        text, n = self.text, len(self.text)
+        while self.pos < n and text[self.pos] in " \t":
+            self.pos += 1
+        if self.pos >= n:
+            return "end", ""
+        start = self.pos
+        ch = text[start]
+        self.pos += 1
+        if ch in "=;/,":
+            return ch, ch
+        if ch == '"':
+            while self.pos < n:
+                c = text[self.pos]
+                if c == '"':
+                    self.pos += 1
+                    return "quoted", text[start : self.pos]
+                if c == "\\" and self.pos + 1 < n:
+                    self.pos += 2
+                    continue
+                if not " " <= c <= "~":
+                    break
+                self.pos += 1
+            return "error", ""
+        if ch in _TOKEN_CHARS:
+            while self.pos < n and text[self.pos] in _TOKEN_CHARS:
+                self.pos += 1
+            return "token", text[start : self.pos]
+        return "error", ""
+
+
+def parse_content_type(header: str) -> ContentType | None:
+    """The header as the reference server's MediaTypeHeaderValue.TryParse reads it, or None."""
+    lexer = _Lexer(header)
+    kind, main = lexer.scan()
+    if kind != "token" or lexer.scan()[0] != "/":
+        return None
+    kind, sub = lexer.scan()
+    if kind != "token":
+        return None
+    charset: str | None = None
+    kind, _ = lexer.scan()
+    if kind == ";":
+        while True:
+            kind, name = lexer.scan()
+            if kind != "token":
+                return None
+            value: str | None = None
+            kind, _ = lexer.scan()
+            if kind == "=":
+                kind, value = lexer.scan()
+                if kind not in ("token", "quoted"):
+                    return None
+                kind, _ = lexer.scan()
+            if kind not in (";", "end"):
+                return None
+            if charset is None and name.lower() == "charset":
+                charset = value
+            if kind == "end":
+                break
+    elif kind != "end":
+        return None
+    return ContentType(f"{main}/{sub}", charset)
+
+
+def _subset(supported: str, requested: str) -> bool:
+    """Web API's IsSubsetOf for a parameterless supported type: equal, or inside the range."""
+    stype, ssub = supported.split("/")
+    rtype, rsub = requested.lower().split("/")
+    if rsub == "*":
+        return rtype == "*" or rtype == stype
+    return rtype == stype and rsub == ssub
 
 
 def select_format(header: str | None) -> tuple[Format, str | None]:
-    """The formatter and charset for a Content-Type header, or UnsupportedMediaTypeError."""
-    if header is None:
+    """The formatter and charset for a Content-Type header, or UnsupportedMediaTypeError.
+    The charset is the parameter's value as sent; only `utf-16` changes how a body is read
+    (`text.py`)."""
+    ctype = None if header is None else parse_content_type(header)
+    if ctype is None:
         raise UnsupportedMediaTypeError(None)
-    ctype = parse_content_type(header)
-    fmt = _FORMATS.get(ctype.media_type)
-    if fmt is None:
-        raise UnsupportedMediaTypeError(ctype.media_type)
-    return fmt, ctype.charset
+    for fmt, types in _SUPPORTED:
+        if any(_subset(supported, ctype.media_type) for supported in types):
+            return fmt, ctype.charset
+    raise UnsupportedMediaTypeError(ctype.media_type)

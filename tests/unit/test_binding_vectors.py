@@ -12,6 +12,17 @@ from qcare_ingest.dates import parse_dotnet
 from tests.support.payloads import VECTORS
 
 MANIFEST: list[dict[str, Any]] = json.loads((VECTORS / "manifest.json").read_text())
+# Expectations of the old manifest that the reference server contradicts, until the manifest
+# is regenerated from it: an absent NoOfImages is null (int?), an empty <hkid/> is "".
+_CONFIRMED_BY_REFERENCE: dict[str, dict[str, Any]] = {
+    "x03": {
+        "services": [{"studyDesc": "a", "bodypart": None, "noOfImages": None, "warningTime": 0}]
+    },
+    "x04": {
+        "services": [{"studyDesc": "a", "bodypart": None, "noOfImages": None, "warningTime": 3}]
+    },
+    "x05": {"hkid": ""},
+}
 
 # Where the reference server (../shared/oracle, the real Web API 5.2.7 + Json.NET 6.0.4)
 # gives other ModelState keys than this (older) manifest: the keys it gave. A model
@@ -58,7 +69,8 @@ def test_vector_binds_as_the_old_server_did(case: dict[str, Any]) -> None:
         return
     assert result.model is not None
     dumped = result.model.model_dump()
-    for field, value in expect["model"]["subset"].items():
+    subset = {**expect["model"]["subset"], **_CONFIRMED_BY_REFERENCE.get(case["id"], {})}
+    for field, value in subset.items():
         assert _comparable(field, dumped[field]) == value, field
 
 
