@@ -6,6 +6,7 @@ out Local instead of Utc, the same instant). .NET's parser is a lexer and a stat
 that takes almost anything with a date in it; this module takes the shapes clients send,
 each checked against the reference server (tests/unit/test_netdate.py), and refuses the rest:
 
+* a month of a year alone, as its first day: `2025-10`, `10/2025`, `Oct 2025`, `2025 Oct`;
 * numeric dates `yyyy-M-d` (`-`, `/` or `.`, one separator throughout) and `M/d/yyyy` or
   `M/d/yy` (a two-digit year is 1930-2029, .NET's window), month names in English, full or
   three letters (`Oct 26 2025`, `26 October 2025`, `October 26, 2025`, `26-Oct-2025`,
@@ -17,7 +18,8 @@ each checked against the reference server (tests/unit/test_netdate.py), and refu
 * offsets of at most 14 hours; fraction digits beyond the 7th round as .NET rounds a double.
 
 Refused although .NET takes them (stricter, listed in `REFUSED`): no date (today's date is
-not repeatable), no year (`Oct 26`: this year), no day (`Oct 2025`), three-digit years,
+not repeatable), no year (`Oct 26`: this year), a month of a year with a time or a zone,
+three-digit years,
 two-digit years with month names, trailing punctuation (`2025-10-26.`), a `T` after
 whitespace, mixed separators, non-ASCII whitespace inside the text, values within a day of
 DateTime.MinValue/MaxValue once an offset applies (.NET clamps or uses LMT there).
@@ -33,7 +35,7 @@ MAX_LENGTH = 256  # .NET has no limit; nothing a client sends as a date comes ne
 
 REFUSED = (
     "time without a date (.NET uses today's date)",
-    "month and day without a year (.NET uses this year) or month and year without a day",
+    "month and day without a year (.NET uses this year); a month of a year with a time or zone",
     "three-digit years; two-digit years beside a month name",
     "trailing punctuation ('2025-10-26.', '2025-10-26,')",
     "'T' after whitespace, mixed date separators ('2025-10/26')",
@@ -92,6 +94,16 @@ _DATES = [
         rf"{_DAY_NAME}(?P<y>\d{{4}}){_S}+(?P<mon>[A-Za-z]+){_S}+(?P<d>\d{{1,2}})",
     )
 ]
+# a month of a year alone is its first day ('2025-10', '10/2025', 'Oct 2025'); not with a time
+_YEAR_MONTH = [
+    re.compile(pattern, re.ASCII)
+    for pattern in (
+        rf"(?P<y>\d{{4}})(?:[-/.]|{_S}+)(?P<mo>\d{{1,2}})",
+        rf"(?P<mo>\d{{1,2}})(?:[-/.]|{_S}+)(?P<y>\d{{4}})",
+        rf"(?P<mon>[A-Za-z]+)(?:[-/]|,?{_S}+|,)(?P<y>\d{{4}})",
+        rf"(?P<y>\d{{4}})(?:-|{_S}+)(?P<mon>[A-Za-z]+)",
+    )
+]
 _TIME = re.compile(
     rf"""(?:,{_S}*|{_S}+)
          (?P<h>\d{{1,2}})(?::(?P<mi>\d{{1,2}})(?::(?P<s>\d{{1,2}})(?:\.(?P<f>\d+))?)?)?""",
@@ -124,6 +136,13 @@ def _parse(text: str) -> str | None:
         frac = _fraction_ticks(m["f"])
         ticks = _ticks(_date(m), int(m["h"]), int(m["mi"]), int(m["s"] or 0), frac)
         return _result(ticks, m["tz"])
+    for pattern in _YEAR_MONTH:
+        m = pattern.fullmatch(text)
+        if m:
+            month = _MONTHS.get(m["mon"].lower()) if m.groupdict().get("mon") else int(m["mo"])
+            if month is None:
+                return None
+            return _result(_ticks(date(int(m["y"]), month, 1), 0, 0, 0, 0), None)
     for pattern in _DATES:  # each shape is tried: one may take a prefix another reads whole
         m = pattern.match(text)
         if m is None:

@@ -17,6 +17,15 @@ from qcare_ingest.binding.netdate import MAX_LENGTH, parse_invariant
 from qcare_ingest.dates import parse_dotnet
 
 AGREED = [
+    ("2025-10", "2025-10-01T00:00:00"),
+    ("10/2025", "2025-10-01T00:00:00"),
+    ("2025.1", "2025-01-01T00:00:00"),
+    ("Oct 2025", "2025-10-01T00:00:00"),
+    ("October, 2025", "2025-10-01T00:00:00"),
+    ("2025 Oct", "2025-10-01T00:00:00"),
+    ("2025-13", None),
+    ("2025-10 10:00", None),
+    ("2025-10Z", None),
     ("2025-01-06", "2025-01-06T00:00:00"),
     ("2025-1-6", "2025-01-06T00:00:00"),
     ("2025/10/26", "2025-10-26T00:00:00"),
@@ -122,7 +131,8 @@ AGREED = [
 STRICTER = [
     "10:00",  # today's date
     "Oct 26",  # this year
-    "Oct 2025",  # the 1st
+    "2025-10 10 PM",  # a month of a year with a time
+    "2025-10 +08:00",  # or a zone
     "125-01-06",  # three-digit year
     "26 Oct 25",  # two-digit year beside a month name
     "2025-10-26.",  # trailing punctuation
