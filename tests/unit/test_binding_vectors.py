@@ -9,34 +9,10 @@ import pytest
 
 from qcare_ingest.binding import UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.dates import parse_dotnet
+from tests.support.confirmed import expectation
 from tests.support.payloads import VECTORS
 
 MANIFEST: list[dict[str, Any]] = json.loads((VECTORS / "manifest.json").read_text())
-
-# Where the reference server (../shared/oracle, the real Web API 5.2.7) bound a vector otherwise
-# than the old manifest says: a form post never bound `services` (a public field; form binding
-# binds properties only), and Web API 2 has no 1,000-key limit on forms.
-REFERENCE_CONFIRMED: dict[str, dict[str, Any]] = {
-    "f01": {
-        "status": None,
-        "error_keys": [],
-        "model": {
-            "subset": {
-                "services": None,
-                "name": "CHAN TAI MAN",
-                "address": "1 Main St",
-                "studyDate": "2025-10-26T15:51:31.816624+08:00",
-            }
-        },
-    },
-    "f02": {
-        "status": None,
-        "error_keys": [],
-        "model": {"subset": {"services": None, "name": "陳大文"}},
-    },
-    "f06": {"status": None, "error_keys": [], "model": {"subset": {"services": None}}},
-    "f08": {"status": None, "error_keys": [], "model": {"subset": {"name": None}}},
-}
 
 
 def _comparable(field: str, value: Any) -> Any:
@@ -50,7 +26,7 @@ def _comparable(field: str, value: Any) -> Any:
 @pytest.mark.parametrize("case", MANIFEST, ids=[c["id"] for c in MANIFEST])
 def test_vector_binds_as_the_old_server_did(case: dict[str, Any]) -> None:
     body = (VECTORS / case["file"]).read_bytes()
-    expect = REFERENCE_CONFIRMED.get(case["id"], case["expect"])
+    expect = expectation(case)
     if expect["status"] == 415:
         with pytest.raises(UnsupportedMediaTypeError):
             select_format(case["content_type"])
