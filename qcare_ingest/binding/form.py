@@ -6,7 +6,7 @@ What the reference server showed (tests/unit/test_binding_form.py):
   `charset` says, then `+` and `%XX` are decoded (UTF-8 again; a `%` without two hex digits
   stays as it is); invalid UTF-8 becomes U+FFFD as Mono's decoder counts it (`_mono_utf8`);
 * keys are rewritten jQuery-style (`a[]` -> `a`, `a[b]` -> `a.b`, `a[0]` kept) and a key with
-  a `[` and no `]` fails the whole body: a null model and an error on the parameter ('');
+  a `[` and no `]` after it fails the whole body: a null model, an error on the parameter ('');
 * a property binds from the key that is its name, ignoring ASCII case only, first value first
   (`name=a&name=b` is "a"); an empty or whitespace-only value is null, without an error;
 * `studyDate` (DateTime?) is converted by DateTime.Parse(InvariantCulture): `netdate`;
@@ -85,38 +85,27 @@ def url_decode(text: str) -> str:
     return "".join(out)
 
 
-def jquery_to_mvc(key: str) -> str | None:
-    """FormDataCollectionExtensions.NormalizeJQueryToMvc, or None where it throws (a `[`
-    without a `]` after it)."""
-    if "[" not in key:
-        return key
-    out: list[str] = []
-    pos = 0
-    while (open_at := key.find("[", pos)) >= 0:
-        out.append(key[pos:open_at])
-        close_at = key.find("]", open_at)
-        if close_at < 0:
-            return None
-        inner = key[open_at + 1 : close_at]
-        if inner and inner[0].isdecimal():  # Char.IsDigit: any Unicode decimal digit (Nd)
-            out.append(key[open_at : close_at + 1])
-        elif inner:
-            out.append("." + inner)
-        pos = close_at + 1
-    out.append(key[pos:])
-    return "".join(out)
+def jquery_fails(key: str) -> bool:
+    """Whether FormDataCollectionExtensions.NormalizeJQueryToMvc throws for the key: it pairs
+    each `[` with the next `]`, so it throws exactly when a `[` has no `]` after it."""
+    return "[" in key and key.rfind("[") > key.rfind("]")
 
 
-def _property(key: str) -> str | None:
-    """The C# property a decoded, normalised key names (ASCII case ignored), if any."""
-    if not key.isascii() or len(key) > 20:  # Mono matched only ASCII case (not 'ı' for 'i')
+def property_of(key: str) -> str | None:
+    """The C# property a decoded key names after NormalizeJQueryToMvc, if any. Normalising
+    turns `[]` into nothing, `[x]` into `.x` and keeps `[0]`; a property's name has neither
+    `.` nor brackets, so only a name with `[]` pairs in it can still name one. Only ASCII case
+    is ignored (Mono's OrdinalIgnoreCase does not take U+0131 for 'i'). Linear, in C."""
+    if "[" in key:
+        key = key.replace("[]", "")
+    if len(key) > 20 or not key.isascii():
         return None
     return _PROPERTIES.get(key.lower())
 
 
 def _is_services(key: str) -> bool:
-    head = key[:9].lower()
-    return head == "services" or (head[:8] == "services" and head[8] in ".[")
+    head = key[:64].replace("[]", "").lower()
+    return head[:8] == "services" and head[8:9] in ("", ".", "[")
 
 
 def _read(body: bytes) -> str:
@@ -145,11 +134,11 @@ def bind_form(body: bytes) -> BindResult:
             return result
         eq = text.find("=", pos, amp)
         raw_key = text[pos:amp] if eq < 0 else text[pos:eq]
-        key = jquery_to_mvc(url_decode(raw_key))
-        if key is None:
+        key = url_decode(raw_key)
+        if jquery_fails(key):
             result.add("", "A form key has a '[' without its ']'.")
             return result  # the whole body fails, as the old server's formatter did
-        name = _property(key)
+        name = property_of(key)
         if name is not None:
             if name not in raw_values:
                 raw_values[name] = "" if eq < 0 else text[eq + 1 : amp]

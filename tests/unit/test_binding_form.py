@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from qcare_ingest.binding import bind, select_format
-from qcare_ingest.binding.form import MAX_KEYS, READ_BUFFER, bind_form, jquery_to_mvc, url_decode
+from qcare_ingest.binding.form import (
+    MAX_KEYS,
+    READ_BUFFER,
+    bind_form,
+    jquery_fails,
+    property_of,
+    url_decode,
+)
 from qcare_ingest.dates import parse_dotnet
 
 FORM = "application/x-www-form-urlencoded"
@@ -218,18 +225,42 @@ def test_huge_values_decode_in_bounded_memory() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "expected"),
+    ("key", "fails", "name"),
     [
-        ("a", "a"),
-        ("a[]", "a"),
-        ("a[b]", "a.b"),
-        ("a[0]", "a[0]"),
-        ("a[0][b][]", "a[0].b"),
-        ("a[\u0663]", "a[\u0663]"),  # Char.IsDigit: any decimal digit
-        ("a]", "a]"),
-        ("a[b", None),
-        ("a[b][", None),
+        ("name", False, "name"),
+        ("NaMe[]", False, "name"),
+        ("n[]a[]m[]e[]", False, "name"),
+        ("name[x]", False, None),  # name.x
+        ("name[0]", False, None),
+        ("name[\u0663]", False, None),
+        ("name]", False, None),
+        ("name[]]", False, None),  # name]
+        ("name[[]]", False, None),  # name.[]
+        ("address", False, "Address"),
+        ("h\u212aid", False, None),  # Kelvin sign: not ASCII case
+        ("name[", True, None),
+        ("a[b]c[", True, None),
+        ("[]" * 100_000 + "[", True, None),
     ],
 )
-def test_jquery_keys(key: str, expected: str | None) -> None:
-    assert jquery_to_mvc(key) == expected
+def test_jquery_keys(key: str, fails: bool, name: str | None) -> None:
+    assert jquery_fails(key) is fails
+    if not fails:
+        assert property_of(key) == name
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[a]" * 1_398_000 + b"=1",
+        b"[]" * 2_097_000 + b"=1",
+        b"n" + b"[]" * 2_097_000 + b"ame=1",
+        b"x=" + b"[" * 4_194_000,
+        b"[" * 4_194_000,
+        b"k%5B%5D=1&" * 100_000,
+    ],
+)
+def test_hostile_keys_cost_little(body: bytes) -> None:
+    started = time.perf_counter()
+    bind_form(body)
+    assert time.perf_counter() - started < 2
