@@ -9,7 +9,9 @@ What the reference server showed (tests/unit/test_binding_form.py):
   a `[` and no `]` after it fails the whole body: a null model, an error on the parameter ('');
 * a property binds from the key that is its name, ignoring ASCII case only, first value first
   (`name=a&name=b` is "a"); an empty or whitespace-only value is null, without an error;
-* `studyDate` (DateTime?) is converted by DateTime.Parse(InvariantCulture): `netdate`;
+* `studyDate` (DateTime?) is converted by DateTime.Parse(InvariantCulture): `netdate`. It is
+  kept as sent when dates.parse_dotnet reads the same value from it, else stored as the ISO
+  text of that value (a day alone as `yyyy-MM-dd`, so that studyTime still completes it);
 * **`services` is a public field, and form binding binds properties only: a form post never
   bound a service line.** They are dropped as the old server dropped them, with a warning.
 
@@ -23,6 +25,7 @@ import codecs
 import re
 from typing import Any
 
+from ..dates import parse_dotnet
 from ..dto import DTO_FIELDS, QCareDto
 from .echo import quote_date
 from .netdate import parse_invariant
@@ -108,6 +111,20 @@ def _is_services(key: str) -> bool:
     return head[:8] == "services" and head[8:9] in ("", ".", "[")
 
 
+def _same_date(sent: str, parsed: str) -> bool:
+    """Whether dates.parse_dotnet reads the text as sent as the value .NET parsed: then it is
+    kept as sent, as JSON keeps it (its 7 fraction digits, its offset, a date alone)."""
+    theirs, ours = parse_dotnet(sent), parse_dotnet(parsed)
+    return (
+        theirs is not None
+        and ours is not None
+        and (theirs.value.tzinfo is None) == (ours.value.tzinfo is None)
+        and theirs.value == ours.value
+        and theirs.extra_ticks == ours.extra_ticks
+        and theirs.date_only == ours.date_only
+    )
+
+
 def _read(body: bytes) -> str:
     """The body as the old server's FormUrlEncodedParser read it: UTF-8 whatever the charset
     parameter says, decoded one 32 KiB read buffer at a time, so that a character cut by a
@@ -151,11 +168,12 @@ def bind_form(body: bytes) -> BindResult:
         if not value.strip(_NET_SPACE):
             continue  # ConvertEmptyStringToNull: null, no error
         if name == "studyDate":
-            parsed = parse_invariant(value)
+            parsed = parse_invariant(value, date_only=True)
             if parsed is None:
                 result.add(name, f"The value {quote_date(value, 'sent')} is not valid for {name}.")
                 continue
-            value = parsed  # the value it names, as dates.parse_dotnet reads it
+            if not _same_date(value, parsed):
+                value = parsed  # the value it names, in a shape dates.parse_dotnet reads
         fields[DTO_FIELDS[name]] = value
     if services:
         result.warnings.append(

@@ -115,34 +115,42 @@ _TAIL_ITEM = re.compile(
 )
 
 
-def parse_invariant(text: str) -> str | None:
+def parse_invariant(text: str, *, date_only: bool = False) -> str | None:
     """What .NET DateTime.Parse(text, InvariantCulture, RoundtripKind) yields, as an ISO
     string that dates.parse_dotnet reads back to the same value and kind
-    ("2025-01-06T00:00:00" Unspecified, "...Z" Utc, "...+08:00" Local), or None."""
+    ("2025-01-06T00:00:00" Unspecified, "...Z" Utc, "...+08:00" Local), or None.
+    With `date_only`, a text that names a day and no time of day (`Oct 26 2025`) comes back
+    as `2025-10-26`, which dates.parse_dotnet reads as a date alone (SPEC §3: studyTime
+    completes it)."""
     if len(text) > MAX_LENGTH:
         return None
     text = text.strip(_NET_SPACE)
     if not text.isascii():
         return None  # non-ASCII digits, letters or whitespace: refused (or too obscure)
     try:
-        return _parse(text)
+        found = _parse(text)
     except (ValueError, OverflowError):  # a date that does not exist
         return None
+    if found is None:
+        return None
+    iso, alone = found
+    return iso[:10] if date_only and alone else iso
 
 
-def _parse(text: str) -> str | None:
+def _parse(text: str) -> tuple[str, bool] | None:
+    """The ISO string, and whether the text named a day alone (no time of day, no zone)."""
     m = _ISO_T.fullmatch(text)
     if m:
         frac = _fraction_ticks(m["f"])
         ticks = _ticks(_date(m), int(m["h"]), int(m["mi"]), int(m["s"] or 0), frac)
-        return _result(ticks, m["tz"])
+        return _timed(_result(ticks, m["tz"]))
     for pattern in _YEAR_MONTH:
         m = pattern.fullmatch(text)
         if m:
             month = _MONTHS.get(m["mon"].lower()) if m.groupdict().get("mon") else int(m["mo"])
             if month is None:
                 return None
-            return _result(_ticks(date(int(m["y"]), month, 1), 0, 0, 0, 0), None)
+            return _iso(_ticks(date(int(m["y"]), month, 1), 0, 0, 0, 0), ""), True
     for pattern in _DATES:  # each shape is tried: one may take a prefix another reads whole
         m = pattern.match(text)
         if m is None:
@@ -180,7 +188,11 @@ def _day_name(m: re.Match[str]) -> int | None:
     return number
 
 
-def _with_time(day: date, text: str, pos: int, weekday: int | None) -> str | None:
+def _timed(iso: str | None) -> tuple[str, bool] | None:
+    return None if iso is None else (iso, False)
+
+
+def _with_time(day: date, text: str, pos: int, weekday: int | None) -> tuple[str, bool] | None:
     m = _TIME.match(text, pos)
     tail = _tail(text, pos if m is None else m.end())
     if tail is None:
@@ -189,7 +201,10 @@ def _with_time(day: date, text: str, pos: int, weekday: int | None) -> str | Non
     ampm = next((value for item, value in tail if item == "ap"), None)
     zone = next((value for item, value in tail if item == "zone"), None)
     if m is None:  # a date alone, or a date and a zone ('2025-10-26Z': midnight UTC)
-        return None if ampm else _result(_ticks(day, 0, 0, 0, 0), zone, weekday)
+        if ampm:
+            return None
+        iso = _result(_ticks(day, 0, 0, 0, 0), zone, weekday)
+        return None if iso is None else (iso, zone is None)
     hour = int(m["h"])
     if m["mi"] is None and items[:1] != ["ap"]:
         return None  # a bare hour is a time only with AM or PM right after it
@@ -200,7 +215,7 @@ def _with_time(day: date, text: str, pos: int, weekday: int | None) -> str | Non
     elif ampm == "PM" and hour < 12:
         hour += 12
     ticks = _ticks(day, hour, int(m["mi"] or 0), int(m["s"] or 0), _fraction_ticks(m["f"]))
-    return _result(ticks, zone, weekday)
+    return _timed(_result(ticks, zone, weekday))
 
 
 def _tail(text: str, pos: int) -> list[tuple[str, str]] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -108,14 +109,15 @@ CASES: list[tuple[bytes, list[str], dict[str, str] | None]] = [
 
 
 def _date(text: str) -> str:
+    """The value as the table writes it: the wall clock, or the UTC instant."""
     parsed = parse_dotnet(text)
     assert parsed is not None
     value = parsed.value
-    if value.tzinfo is None:
-        return text
-    utc = value.astimezone(UTC)
-    fraction = utc.microsecond * 10 + parsed.extra_ticks
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction:07d}" if fraction else "") + "Z"
+    suffix = ""
+    if value.tzinfo is not None:
+        value, suffix = value.astimezone(UTC), "Z"
+    fraction = value.microsecond * 10 + parsed.extra_ticks
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction:07d}" if fraction else "") + suffix
 
 
 def _bound(body: bytes, ctype: str = FORM) -> tuple[list[str], dict[str, Any] | None]:
@@ -177,13 +179,33 @@ def test_studydate_error_does_not_echo_text() -> None:
     assert result.errors == {"studyDate": ["The value '2025-02-30' is not valid for studyDate."]}
 
 
-def test_studydate_is_kept_as_the_value_it_names() -> None:
-    result = bind_form(b"studyDate=Sun%2C+26+Oct+2025+10%3A00%3A00+GMT&name=x")
-    assert result.model is not None
-    assert result.model.studyDate == "2025-10-26T10:00:00Z"
-    result = bind_form(b"studyDate=2025-10-26T15%3A51%3A31.8166249%2B08%3A00")
-    assert result.model is not None
-    assert result.model.studyDate == "2025-10-26T15:51:31.8166249+08:00"
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        # dates.parse_dotnet reads the same value from it: kept as sent, as JSON keeps it
+        ("2025-10-26T15:51:31.8166249+08:00", "2025-10-26T15:51:31.8166249+08:00"),
+        ("2025-10-26T10:00:00-05:30", "2025-10-26T10:00:00-05:30"),
+        (" 2025-10-26 ", " 2025-10-26 "),
+        ("10/26/2025", "10/26/2025"),
+        # else the value .NET parsed, in a shape dates.parse_dotnet reads
+        ("Sun, 26 Oct 2025 10:00:00 GMT", "2025-10-26T10:00:00Z"),
+        ("2025-10-26T10:00:00.12345678", "2025-10-26T10:00:00.1234568"),
+        ("2025-10-26 10 PM +08", "2025-10-26T22:00:00+08:00"),
+        # a day alone stays a day alone: studyTime completes it (SPEC §3)
+        ("Oct 26 2025", "2025-10-26"),
+        ("2025/1/6", "2025-01-06"),
+        ("2025-10", "2025-10-01"),
+        ("Oct 26 2025 12:00 AM", "2025-10-26T00:00:00"),
+        ("2025-10-26Z", "2025-10-26T00:00:00Z"),
+    ],
+)
+def test_studydate_is_kept_as_sent_or_as_the_value_it_names(sent: str, stored: str) -> None:
+    result = bind_form(b"studyDate=" + quote(sent, safe="").encode())
+    assert result.model is not None, result.errors
+    assert result.model.studyDate == stored
+    parsed = parse_dotnet(stored)
+    assert parsed is not None
+    assert parsed.date_only is (len(stored.strip()) == 10)
 
 
 def test_nul_is_stored_as_replacement_with_a_warning() -> None:

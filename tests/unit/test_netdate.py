@@ -215,3 +215,23 @@ def test_linear_time_on_hostile_text() -> None:
     for text in hostile * 20:
         assert parse_invariant(text) is None
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Oct 26 2025", "2025-10-26"),
+        ("Sun, 26 Oct 2025", "2025-10-26"),
+        ("10/26/25", "2025-10-26"),
+        ("2025-10", "2025-10-01"),
+        ("2025-10-26 0:00", "2025-10-26T00:00:00"),  # a time of day was given
+        ("2025-10-26T00:00", "2025-10-26T00:00:00"),
+        ("2025-10-26Z", "2025-10-26T00:00:00Z"),  # a zone makes it an instant
+        ("2025-10-26+08:00", "2025-10-26T00:00:00+08:00"),
+    ],
+)
+def test_a_day_alone_on_request(text: str, expected: str) -> None:
+    assert parse_invariant(text, date_only=True) == expected
+    parsed = parse_dotnet(expected)
+    assert parsed is not None
+    assert parsed.date_only is (len(expected) == 10)
