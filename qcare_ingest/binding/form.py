@@ -4,7 +4,7 @@ What the reference server showed (tests/unit/test_binding_form.py):
 
 * the body is split on `&` and the first `=` (`;` is no separator), read as UTF-8 whatever the
   `charset` says, then `+` and `%XX` are decoded (UTF-8 again; a `%` without two hex digits
-  stays as it is); invalid UTF-8 becomes U+FFFD as Mono's decoder counts it (`_mono_utf8`);
+  stays as it is); invalid UTF-8 becomes U+FFFD as Mono's decoder counts it (`utf8`);
 * keys are rewritten jQuery-style (`a[]` -> `a`, `a[b]` -> `a.b`, `a[0]` kept) and a key with
   a `[` and no `]` after it fails the whole body: a null model, an error on the parameter ('');
 * a property binds from the key that is its name, ignoring ASCII case only, first value first
@@ -15,13 +15,12 @@ What the reference server showed (tests/unit/test_binding_form.py):
 * **`services` is a public field, and form binding binds properties only: a form post never
   bound a service line.** They are dropped as the old server dropped them, with a warning.
 
-Deliberately not as the old server (hardening, limits.py): at most MAX_KEYS keys (the old
-server had no limit); studyDate as netdate accepts it (stricter on obscure shapes).
+Deliberately not as the old server (hardening): at most MAX_KEYS keys (the old server had no
+limit); studyDate as netdate accepts it (stricter on obscure shapes); limits.py as for JSON.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
 from typing import Any
 
@@ -45,26 +44,19 @@ _NET_SPACE = (
 )
 _PROPERTIES = {name.lower(): name for name in DTO_FIELDS if name != "services"}  # C# names
 _ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2}){1,1024}")  # bounded: the regex stack stays small
-_UTF8_ERRORS = "qcare-mono-utf8"
+# Where Mono's UTF-8 decoder writes one U+FFFD and Python's two: a lead byte that needs a
+# narrower range for its first continuation byte (E0, ED, F0, F4), with a continuation byte
+# outside that range. Such a pair never occurs in valid UTF-8.
+_MONO_PAIRS = re.compile(rb"\xe0[\x80-\x9f]|\xed[\xa0-\xbf]|\xf0[\x80-\x8f]|\xf4[\x90-\xbf]")
 
 
-def _mono_utf8(error: UnicodeError) -> tuple[str, int]:
-    """U+FFFD as Mono's UTF-8 decoder writes it: a lead byte that must be followed by a
-    narrower range (E0, ED, F0, F4) takes a continuation byte outside it into the same U+FFFD
-    (ED A0 80 -> 2, not 3, replacement characters)."""
-    assert isinstance(error, UnicodeDecodeError)
-    data, start = error.object, error.start
-    if (
-        error.end == start + 1
-        and data[start] in (0xE0, 0xED, 0xF0, 0xF4)
-        and start + 1 < len(data)
-        and 0x80 <= data[start + 1] <= 0xBF
-    ):
-        return "\ufffd", start + 2
-    return "\ufffd", error.end
-
-
-codecs.register_error(_UTF8_ERRORS, _mono_utf8)
+def utf8(data: bytes | bytearray) -> str:
+    """UTF-8 with U+FFFD as Mono's decoder writes it (ED A0 80 -> 2, not 3, U+FFFD);
+    otherwise as Python's: one per maximal invalid subpart. In C, however hostile the bytes."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _MONO_PAIRS.sub(b"\xff", data).decode("utf-8", "replace")
 
 
 def url_decode(text: str) -> str:
@@ -78,12 +70,12 @@ def url_decode(text: str) -> str:
     pos = 0
     for m in _ESCAPES.finditer(text):
         if m.start() > pos:
-            out.append(pending.decode("utf-8", _UTF8_ERRORS))
+            out.append(utf8(pending))
             pending.clear()
             out.append(text[pos : m.start()])
         pending += bytes.fromhex(m[0].replace("%", ""))
         pos = m.end()
-    out.append(pending.decode("utf-8", _UTF8_ERRORS))
+    out.append(utf8(pending))
     out.append(text[pos:])
     return "".join(out)
 
@@ -130,9 +122,8 @@ def _read(body: bytes) -> str:
     parameter says, decoded one 32 KiB read buffer at a time, so that a character cut by a
     buffer's end is lost (U+FFFD) as it was there."""
     if len(body) <= READ_BUFFER:
-        return body.decode("utf-8", _UTF8_ERRORS)
-    chunks = range(0, len(body), READ_BUFFER)
-    return "".join(body[at : at + READ_BUFFER].decode("utf-8", _UTF8_ERRORS) for at in chunks)
+        return utf8(body)
+    return "".join(utf8(body[at : at + READ_BUFFER]) for at in range(0, len(body), READ_BUFFER))
 
 
 def bind_form(body: bytes) -> BindResult:
