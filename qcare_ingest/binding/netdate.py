@@ -19,11 +19,12 @@ each checked against the reference server (tests/unit/test_netdate.py), and refu
 
 Refused although .NET takes them (stricter, listed in `REFUSED`): no date (today's date is
 not repeatable), no year (`Oct 26`: this year), a month of a year with a time or a zone,
-three-digit years,
-two-digit years with month names, trailing punctuation (`2025-10-26.`), a `T` after
-whitespace, mixed separators, non-ASCII whitespace inside the text, values within a day of
-DateTime.MinValue/MaxValue once an offset applies (.NET clamps or uses LMT there).
-Non-ASCII digits are refused as .NET refuses them. Linear time; never raises.
+three-digit years, two-digit years beside a month name, trailing punctuation (`2025-10-26.`),
+a `T` after whitespace, mixed separators, non-ASCII whitespace inside the text, values within
+a day of DateTime.MinValue/MaxValue once an offset applies (.NET clamps or uses LMT there),
+and the other orders .NET's lexer also reads (a time before the date, `26 Oct2025`, a day
+name before a numeric date). Non-ASCII digits are refused as .NET refuses them. Linear time
+(and at most MAX_LENGTH characters); never raises.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ REFUSED = (
     "'T' after whitespace, mixed date separators ('2025-10/26')",
     "whitespace other than ASCII inside the text (it is trimmed at both ends)",
     "an instant within a day of DateTime.MinValue or MaxValue once an offset applies",
+    "other orders .NET's lexer reads: a time before the date, '26 Oct2025', 'Sun 2025-10-26'",
     f"text longer than {MAX_LENGTH} characters",
 )
 
