@@ -43,6 +43,7 @@ REFUSED = (
     "whitespace other than ASCII inside the text (it is trimmed at both ends)",
     "an instant within a day of DateTime.MinValue or MaxValue once an offset applies",
     "other orders .NET's lexer reads: a time before the date, '26 Oct2025', 'Sun 2025-10-26'",
+    "NUL anywhere (.NET ignores trailing NULs): no store holds NUL, and U+FFFD is no date",
     f"text longer than {MAX_LENGTH} characters",
 )
 

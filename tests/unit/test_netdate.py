@@ -143,6 +143,8 @@ STRICTER = [
     "2025-10-26T10:00:00+0800Z",
     "0001-01-01T00:00:00+00:01",  # within a day of MinValue once the offset applies
     " " * MAX_LENGTH + "2025-10-26",
+    "2025-10-26\x00",  # .NET ignores trailing NULs; no store holds one (limits.py)
+    "2025-10-26 10:00\x00 ",
 ]
 
 
