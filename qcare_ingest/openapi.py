@@ -115,8 +115,11 @@ def _form_schema() -> dict[str, Any]:
             "type": "object",
             "properties": props,
             "required": ["msg_id"],
-            "description": "MVC model binding: services[0].studyDesc or services[0][studyDesc]; "
-            "the first value of a key wins; empty means null; at most 1,000 keys.",
+            "description": "Web API form binding: property names, ASCII case ignored, jQuery "
+            "keys (name[] = name); the first value of a key wins; empty means null; studyDate "
+            "as .NET's DateTime.Parse reads it; at most 100,000 keys. Service lines are never "
+            "bound from a form (the old server's `services` is a field): they are ignored, "
+            "with a warning.",
         }
     }
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 from qcare_ingest.binding import bind, select_format
 from tests.conftest import Procs, RunEnv
+from tests.support.confirmed import expectation
 from tests.support.payloads import UPDATE, VECTORS, order
 from tests.support.procs import Gateway
 from tests.support.strategies import bodies, content_types
@@ -36,7 +37,7 @@ async def gateway(test_env: RunEnv) -> AsyncIterator[Gateway]:
 
 
 def expected_status(case: dict[str, Any], body: bytes) -> int:
-    expect = case["expect"]
+    expect = expectation(case)
     if expect["status"] is not None:
         return int(expect["status"])
     if expect["error_keys"] or expect["model"] is None:
@@ -78,7 +79,7 @@ async def test_vector_over_http(
         is_xml = "xml" in (case["content_type"] or "")
         message, keys = model_state(text, is_xml)
         assert message == "The request is invalid."
-        keys_wanted = REFERENCE_ERROR_KEYS.get(case["id"], case["expect"]["error_keys"])
+        keys_wanted = REFERENCE_ERROR_KEYS.get(case["id"], expectation(case)["error_keys"])
         expected = [("dto." + k if k else "dto") for k in keys_wanted]
         if expected:
             xml_keys = [k.replace("[", "_x005B_").replace("]", "_x005D_") for k in expected]

@@ -93,23 +93,17 @@ def test_json_numbers_become_their_dotnet_text() -> None:
     )
 
 
-def test_form_jquery_arrays_and_explicit_index() -> None:
-    body = (
-        b"services.index=5&services.index=9&services%5B5%5D%5BstudyDesc%5D=X"
-        b"&services[9].studyDesc=Y&services[9].studyDesc=Z&services[]=ignored"
-    )
-    result = bind_as("application/x-www-form-urlencoded", body)
-    assert result.model is not None
-    assert result.model.services is not None
-    assert [s.studyDesc for s in result.model.services if s] == ["X", "Y"]  # first value wins
-
-
-def test_form_stops_at_first_gap_and_ignores_charset() -> None:
-    body = "services[0].studyDesc=A&services[2].studyDesc=C&name=陳".encode()
+def test_form_never_binds_services_and_ignores_charset() -> None:
+    """The reference server: `services` is a field, form binding binds properties only
+    (more in test_binding_form.py)."""
+    body = "services[0].studyDesc=A&services.index=0&name=陳".encode()
     result = bind_as("application/x-www-form-urlencoded; charset=big5", body)
+    assert result.ok
     assert result.model is not None
-    assert result.model.name == "陳"
-    assert [s.studyDesc for s in result.model.services or [] if s] == ["A"]
+    assert (result.model.name, result.model.services) == ("陳", None)
+    assert result.warnings == [
+        "form posts never bound services: 2 services keys ignored, as the old server did"
+    ]
 
 
 def test_form_plus_in_date_names_the_value() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from qcare_ingest.binding import UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.dates import parse_dotnet
+from tests.support.confirmed import expectation
 from tests.support.payloads import VECTORS
 
 MANIFEST: list[dict[str, Any]] = json.loads((VECTORS / "manifest.json").read_text())
@@ -48,7 +49,7 @@ def _comparable(field: str, value: Any) -> Any:
 @pytest.mark.parametrize("case", MANIFEST, ids=[c["id"] for c in MANIFEST])
 def test_vector_binds_as_the_old_server_did(case: dict[str, Any]) -> None:
     body = (VECTORS / case["file"]).read_bytes()
-    expect = case["expect"]
+    expect = expectation(case)
     if expect["status"] == 415:
         with pytest.raises(UnsupportedMediaTypeError):
             select_format(case["content_type"])
