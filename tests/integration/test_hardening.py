@@ -256,16 +256,16 @@ async def test_a_compressed_body_is_refused_not_cut_short(
         assert "Content-Encoding" in (await resp.json())["Message"]
 
 
-async def test_undecodable_content_type_bytes_are_carried_not_a_broken_connection(
+async def test_undecodable_content_type_bytes_are_refused_not_a_broken_connection(
     gw: Gateway, http: aiohttp.ClientSession
 ) -> None:
     """A non-UTF-8 byte in Content-Type could not go into the AMQP header: 503 'retry' for
-    ever, and the shared publisher connection dropped under the other requests."""
+    ever, and the shared publisher connection dropped under the other requests. Web API's
+    header parser does not read such a header at all (issue 13): no Content-Type, 415."""
     msg_id = f"ct-{tag()}"
     body = json.dumps({"msg_id": msg_id, "accessionNo": f"A-{msg_id}", "location": "X"}).encode()
     answer = await raw_exchange(gw, raw_post(body, b"Content-Type: application/json; x=\xff"))
-    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
-    assert (await wait_processed(http, gw, msg_id, 10, FINAL))["status"] == "applied"
+    assert answer.startswith(b"HTTP/1.1 415"), answer[:300]
     status, _ = await post(http, gw, order(f"after-{tag()}", f"ACC-{tag()}"))
     assert status == 200
 
