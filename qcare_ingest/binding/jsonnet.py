@@ -162,6 +162,9 @@ def _ticks_text(ticks: int) -> str:
     return f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{clock}"
 
 
+_TICKS_PER_DAY = 864_000_000_000
+
+
 def _date_text(sent: str, value: NetDate) -> str:
     """The string to keep: as sent when dates.parse_dotnet reads it as the same value,
     else the canonical form of the value Json.NET produced (same instant and kind)."""
@@ -169,6 +172,12 @@ def _date_text(sent: str, value: NetDate) -> str:
     if _ticks_of(sent) == want:
         return sent
     if value.kind == "Unspecified":
+        if value.ticks % _TICKS_PER_DAY == 0:
+            # a day alone (`Oct 26 2025`) stays a day alone, as a form post stores it:
+            # SPEC §3 completes it with studyTime
+            alone = parse_invariant(sent, date_only=True)
+            if alone is not None and len(alone) == 10:
+                return alone
         return _ticks_text(value.ticks)
     if value.kind == "Local":
         local = value.ticks + jr.HONG_KONG_TICKS

@@ -623,3 +623,11 @@ def test_hostile_lenient_bodies_stay_cheap(body: bytes) -> None:
     start = time.process_time()
     jsonnet.bind_json(body, None)
     assert time.process_time() - start < 5  # about 0.5 s on a loaded CI core
+
+
+@pytest.mark.parametrize("sent", ["Oct 26 2025", "2025/10/26", "26 October 2025"])
+def test_a_day_alone_read_by_dotnet_stays_a_day_alone(sent: str) -> None:
+    """Stored as `2025-10-26` as a form post stores it, so studyTime completes it (SPEC §3)."""
+    result = bind(*select_format("application/json"), json.dumps({"studyDate": sent}).encode())
+    assert result.model is not None and not result.errors
+    assert result.model.studyDate == "2025-10-26"
