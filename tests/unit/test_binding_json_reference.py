@@ -629,5 +629,6 @@ def test_hostile_lenient_bodies_stay_cheap(body: bytes) -> None:
 def test_a_day_alone_read_by_dotnet_stays_a_day_alone(sent: str) -> None:
     """Stored as `2025-10-26` as a form post stores it, so studyTime completes it (SPEC §3)."""
     result = bind(*select_format("application/json"), json.dumps({"studyDate": sent}).encode())
-    assert result.model is not None and not result.errors
+    assert result.model is not None
+    assert not result.errors
     assert result.model.studyDate == "2025-10-26"
