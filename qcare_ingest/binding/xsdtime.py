@@ -1,10 +1,11 @@
 """XML studyDate: XmlConvert.ToDateTime(text, RoundtripKind), as the reference server reads it.
 
 Every xsd date/time form is read, not only xsd:dateTime: `2024-01-02T03:04:05[.f+][Z|±hh:mm]`,
-`2024-01-02` (a date), `03:04:05` (today), `2024-01`, `2024`, `--01-02` (in 1904), `--01` and
-`---02` (this year). Seconds are required; fraction digits beyond the 7th are rounded half to
-even; `Z` or `z`; an offset is two digits, a colon and two digits (up to 99:99). Whitespace
-(char.IsWhiteSpace) around the value is ignored. ASCII digits only.
+`2024-01-02` (a date), `2024-01`, `2024`, `--01-02` (in 1904); `03:04:05` (today), `--01` and
+`---02` (this year) are refused on purpose (see xsd_datetime). Seconds are required;
+fraction digits beyond the 7th are rounded half to even; `Z` or `z`; an offset is two
+digits, a colon and two digits (up to 99:99). Whitespace (char.IsWhiteSpace) around the value
+is ignored. ASCII digits only.
 
 The result is the DTO's text: `YYYY-MM-DD` for a plain date, else `YYYY-MM-DDTHH:MM:SS[.f]`
 followed by `Z` (Utc), the offset sent (Local: the same instant), or nothing (Unspecified).
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime, timedelta
-
-from ..dates import HONG_KONG
 
 TICKS_PER_SECOND = 10_000_000
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
@@ -211,19 +210,16 @@ def _format(ticks: int) -> str:
     return text
 
 
-def xsd_datetime(text: str, now: datetime | None = None) -> str | None:
-    """The DTO text for an XML studyDate, or None when XmlConvert refuses it."""
+def xsd_datetime(text: str) -> str | None:
+    """The DTO text for an XML studyDate, or None when XmlConvert refuses it or when its
+    value would depend on the day the message arrives (a time alone, a month or day without
+    a year: .NET fills in today or this year). Refused on purpose, as netdate refuses them
+    for JSON and forms: a re-post of the same msg_id on another day would bind differently
+    and be taken for a conflict."""
     parsed = _Parser(text).parse()
-    if parsed is None:
+    if parsed is None or parsed.kind in ("time", "gMonth", "gDay"):
         return None
-    today = (now or datetime.now(HONG_KONG)).date()
     year, month, day = parsed.year, parsed.month, parsed.day
-    if parsed.kind == "time":
-        year, month, day = today.year, today.month, today.day
-    elif parsed.kind in ("gMonth", "gDay"):
-        year = today.year
-        if day > _days_in_month(year, month):
-            return None
     wall = _ticks(datetime(year, month, day, parsed.hour, parsed.minute, parsed.second))
     wall += parsed.fraction
     if wall > MAX_TICKS:
