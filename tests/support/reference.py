@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,3 +151,113 @@ def diverges(
     """(reference, ours) when they differ, else None."""
     theirs, mine = ref.outcome(body, content_type), ours(body, content_type)
     return None if theirs == mine else (theirs, mine)
+
+
+# --- comparing many bodies (issue 13: tests/integration/test_reference.py, /tmp/i13-diff.py)
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def shorten(body: bytes, limit: int = 160) -> str:
+    """A body's repr cut in the middle, for failure lists."""
+    text = repr(body)
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]} ({len(body)} bytes)"
+
+
+def _leaf(key: str) -> str:
+    """The member a ModelState key names: 'services[0].NoOfImages' -> 'noofimages'."""
+    if key == "":
+        return "''"
+    parts = [p for p in _INDEX.sub("", key).split(".") if p and not p.startswith("$")]
+    return parts[-1].lower() if parts else key.lower()
+
+
+def _keys(keys: frozenset[str]) -> str:
+    norm = sorted({_leaf(k) for k in keys})
+    if len(norm) > 4:
+        norm = [*norm[:4], f"+{len(norm) - 4}"]
+    return "{" + ", ".join(norm) + "}"
+
+
+def _state(outcome: Outcome) -> str:
+    if outcome.status is not None:
+        return str(outcome.status)
+    if outcome.error_keys:
+        return "refuses " + _keys(outcome.error_keys)
+    return "null model" if outcome.model is None else "binds"
+
+
+def signature(theirs: Outcome, mine: Outcome) -> str:
+    """A divergence's class, independent of the body: what differs, not by how much.
+    ModelState keys are reduced to the members they name (lower case, no indices)."""
+    a, b = _state(theirs), _state(mine)
+    if a.startswith("refuses") and b.startswith("refuses"):
+        if mine.error_keys == {""}:
+            return "both refuse; ours as a whole (''), ref per member"
+        if theirs.error_keys == {""}:
+            return "both refuse; ref as a whole (''), ours per member"
+        if a == b:
+            return "both refuse; same members, keys differ (paths or case)"
+        return f"both refuse; members differ: ref {a[8:]} / ours {b[8:]}"
+    if a != b:
+        return f"ref {a} / ours {b}"
+    ma, mb = theirs.model, mine.model
+    fields = sorted(k for k in ma if ma[k] != mb.get(k))
+    return "both bind; model differs in " + ", ".join(fields)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    body: bytes
+    content_type: str | None
+    focus: str
+    theirs: Outcome
+    mine: Outcome
+    exception: str | None = None  # the registry entry that allows it
+
+    @property
+    def signature(self) -> str:
+        return signature(self.theirs, self.mine)
+
+    def describe(self) -> str:
+        return (
+            f"[{self.focus}] {self.signature}\n"
+            f"    body {shorten(self.body)}\n"
+            f"    content-type {self.content_type!r}\n"
+            f"    reference {outcomes_text(self.theirs, self.mine)[0]}\n"
+            f"    ours      {outcomes_text(self.theirs, self.mine)[1]}"
+        )
+
+
+def _outcome_text(outcome: Outcome, limit: int = 400) -> str:
+    text = repr(outcome)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def outcomes_text(theirs: Outcome, mine: Outcome) -> tuple[str, str]:
+    """Both outcomes, briefly: when both bound, only the members that differ."""
+    if isinstance(theirs.model, dict) and isinstance(mine.model, dict):
+        fields = [k for k in theirs.model if theirs.model[k] != mine.model.get(k)]
+        return (
+            "binds " + ", ".join(f"{k}={_short(theirs.model[k])}" for k in fields),
+            "binds " + ", ".join(f"{k}={_short(mine.model.get(k))}" for k in fields),
+        )
+    return _state_text(theirs), _state_text(mine)
+
+
+def _state_text(outcome: Outcome) -> str:
+    if outcome.status is not None:
+        return str(outcome.status)
+    if outcome.error_keys:
+        return "refuses " + _short(sorted(outcome.error_keys), 300)
+    if outcome.model is None:
+        return "null model"
+    return "binds " + _short(outcome.model, 300)
