@@ -3,7 +3,9 @@
 `Outcome` is what both sides are reduced to: 415 or bound; the ModelState keys after the
 `dto.` prefix ('' for the parameter itself); and, only when binding had no error, the model
 in canonical names with `studyDate` as ticks (naive wall clock, or the UTC instant). A model
-bound beside errors is not compared: our gateway answers 400 and never uses it.
+bound beside errors is not compared: our gateway answers 400 and never uses it. Our side
+includes the hardening limits the gateway applies to a bound model (`limits.check`), so a
+value too long for us is a refusal here, as it is at the gateway.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ import http.client
 import json
 import os
 import re
+import socket
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from qcare_ingest import limits
 from qcare_ingest.binding import UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.dates import parse_dotnet
 from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
@@ -81,6 +87,9 @@ def ours(body: bytes, content_type: str | None) -> Outcome:
         return Outcome(None, frozenset(result.errors), "n/a")
     if result.model is None:
         return Outcome(None, frozenset(), None)
+    over = limits.check(result.model)  # the gateway refuses these as binding errors (answers.py)
+    if over:
+        return Outcome(None, frozenset(over), "n/a")
     dumped = result.model.model_dump()
     fields = {k: v for k, v in dumped.items() if k not in ("services", "studyDate")}
     fields["studyDate"] = _date_key(dumped["studyDate"])
@@ -261,3 +270,87 @@ def _state_text(outcome: Outcome) -> str:
     if outcome.model is None:
         return "null model"
     return "binds " + _short(outcome.model, 300)
+
+
+# --- finding or starting the reference server (tests/conftest.py's `reference` fixture)
+
+ORACLE_HELP = (
+    "the reference server is needed: run ../shared/oracle/run.sh (it installs Mono and builds "
+    "once), or set QCARE_REFERENCE_URL to a running one, or QCARE_ORACLE_DIR to the oracle "
+    "directory"
+)
+
+
+def oracle_dir(repo: Path) -> Path | None:
+    """The oracle's directory: $QCARE_ORACLE_DIR, else `shared/oracle` beside the repository
+    (the workspace layout: <workspace>/main and <workspace>/shared), also when this checkout
+    is a git worktree elsewhere (then beside the main checkout)."""
+    candidates: list[Path] = []
+    if os.environ.get("QCARE_ORACLE_DIR"):
+        candidates.append(Path(os.environ["QCARE_ORACLE_DIR"]))
+    candidates.append(repo.parent / "shared" / "oracle")
+    try:
+        common = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        candidates.append(Path(common).parent.parent / "shared" / "oracle")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for candidate in candidates:
+        if (candidate / "run.sh").is_file():
+            return candidate.resolve()
+    return None
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout
+    )
+    try:
+        conn.request("POST", ROUTE, body=b"", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Started:
+    """A reference server this test run started (run.sh in the background), and how to stop it."""
+
+    url: str
+    oracle: Path
+    port: int
+    log: str
+
+    def stop(self) -> None:
+        subprocess.run(
+            [str(self.oracle / "run.sh"), "--stop", "--port", str(self.port)],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+
+
+def start_oracle(oracle: Path, port: int, timeout: float = 900) -> Started:
+    """run.sh on `port`: installs Mono and builds when needed (minutes, once), else ~1 s."""
+    proc = subprocess.run(
+        [str(oracle / "run.sh"), "--port", str(port)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    started = Started(url, oracle, port, proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not reachable(url):
+        started.stop()
+        raise RuntimeError(f"{oracle}/run.sh --port {port} failed:\n{started.log[-2000:]}")
+    return started
