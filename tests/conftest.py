@@ -51,7 +51,8 @@ def reference() -> Iterator[reference_support.Reference]:
         repo = Path(__file__).resolve().parents[1]
         oracle = reference_support.oracle_dir(repo)
         if oracle is None:
-            _unavailable(f"no oracle directory beside {repo}; {reference_support.ORACLE_HELP}")
+            where = os.environ.get("QCARE_ORACLE_DIR") or f"beside {repo}"
+            _unavailable(f"no oracle directory ({where}); {reference_support.ORACLE_HELP}")
         assert oracle is not None
         if not IN_CI and shutil.which("mono") is None:
             _unavailable(f"Mono is not installed; {reference_support.ORACLE_HELP}")

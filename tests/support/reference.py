@@ -285,10 +285,10 @@ def oracle_dir(repo: Path) -> Path | None:
     """The oracle's directory: $QCARE_ORACLE_DIR, else `shared/oracle` beside the repository
     (the workspace layout: <workspace>/main and <workspace>/shared), also when this checkout
     is a git worktree elsewhere (then beside the main checkout)."""
-    candidates: list[Path] = []
-    if os.environ.get("QCARE_ORACLE_DIR"):
-        candidates.append(Path(os.environ["QCARE_ORACLE_DIR"]))
-    candidates.append(repo.parent / "shared" / "oracle")
+    if os.environ.get("QCARE_ORACLE_DIR"):  # given: that one or none
+        given = Path(os.environ["QCARE_ORACLE_DIR"])
+        return given.resolve() if (given / "run.sh").is_file() else None
+    candidates = [repo.parent / "shared" / "oracle"]
     try:
         common = subprocess.run(
             ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
