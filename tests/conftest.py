@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -34,6 +35,19 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"test services unavailable in CI: {reason}")
     pytest.skip(f"test services unavailable: {reason}")
+
+
+REFERENCE_SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """What the differential test against the reference did (bodies, seed, documented
+    divergences), shown on passing runs too."""
+    lines = config.stash.get(REFERENCE_SUMMARY, [])
+    if lines:
+        terminalreporter.write_sep("-", "reference server")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ unless the divergence is documented in tests/support/exceptions.py.
     QCARE_REFERENCE_URL=http://127.0.0.1:18090 pytest ...     # use a running one
     QCARE_REFERENCE_SEED=1234 pytest ...                      # replay a run (the seed is printed)
     QCARE_REFERENCE_N=20000 pytest ...                        # more bodies (default 3000)
+
+The seed, the counts and the documented divergences allowed are printed at the end of the
+run ("reference server" section), passing or not.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import Counter, defaultdict
 import pytest
 from hypothesis import given, settings
 
+from tests.conftest import REFERENCE_SUMMARY
 from tests.support import exceptions, refgen
 from tests.support.reference import Divergence, Reference, ours
 
@@ -33,9 +37,12 @@ def _seed() -> int:
     return int(given) if given else int.from_bytes(os.urandom(4), "big")
 
 
-def test_binder_agrees_with_the_reference(reference: Reference) -> None:
+def test_binder_agrees_with_the_reference(
+    reference: Reference, request: pytest.FixtureRequest
+) -> None:
     seed, n = _seed(), max(BODIES, MIN_BODIES)
-    print(f"\nreference {reference.url}: {n} bodies, QCARE_REFERENCE_SEED={seed}")
+    summary = request.config.stash.setdefault(REFERENCE_SUMMARY, [])
+    summary.append(f"reference {reference.url}: {n} bodies, QCARE_REFERENCE_SEED={seed}")
     started = time.monotonic()
     per_format: Counter[str] = Counter()
     allowed: Counter[str] = Counter()
@@ -54,7 +61,7 @@ def test_binder_agrees_with_the_reference(reference: Reference) -> None:
         else:
             undocumented.append(Divergence(case.body, case.content_type, case.focus, theirs, mine))
     elapsed = time.monotonic() - started
-    print(
+    summary.append(
         f"{n} bodies in {elapsed:.1f}s ({dict(per_format)}); documented divergences "
         f"{dict(allowed) or 'none'}; undocumented {len(undocumented)}"
     )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from qcare_ingest.binding import form as form_binding
 from qcare_ingest.limits import DTO_LIMITS, MAX_SERVICE_LINES, SERVICE_LIMITS
 
 FORMATS = ("json", "xml", "form", "ct")
@@ -782,6 +783,8 @@ def form_body(rng: random.Random, focus: str | None = None) -> tuple[bytes, str]
     style = rng.random()
     if focus == "many":
         count = _pick(rng, [500, 999, 1000, 1001, 1500])
+        if rng.random() < 0.1:  # the binder's own limit, when it has one
+            count = getattr(form_binding, "MAX_KEYS", 1000) + rng.choice([0, 1])
         keys = [f"k{i}=v" for i in range(count - 1)] + ["name=a"]
         return "&".join(keys).encode(), "form.many"
     pairs = _form_fields(rng, focus, style)  # already escaped
