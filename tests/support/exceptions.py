@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from qcare_ingest import limits
 from qcare_ingest.binding import form as form_binding
@@ -164,14 +165,55 @@ def _member_value(model: dict[str, Any], key: str) -> Any:
     return limits.DTO_LIMITS[name], model[name]
 
 
-def _over_text_limits(theirs: Outcome, mine: Outcome) -> bool:
+def _over_limits(theirs: Outcome, mine: Outcome, *, services: bool) -> bool:
+    """The reference bound it and every key we refuse names a value over our limits (with
+    `services` among them when `services`, else a text member only)."""
     if not theirs.accepted or mine.status is not None or not mine.error_keys:
         return False
+    if services != ("services" in mine.error_keys):
+        return False
     for key in mine.error_keys:
+        if key == "services":
+            if len(theirs.model["services"] or ()) <= limits.MAX_SERVICE_LINES:
+                return False
+            continue
         limit, value = _member_value(theirs.model, key)
         if value is None or limit.problem(value) is None:
             return False
     return True
+
+
+# a date that depends on the day it arrives: a time alone (.NET: today), a day without a year
+_NOT_REPEATABLE_DATE = re.compile(
+    r"""\s*(?:
+        \d{1,2}(?::\d{1,2}){1,2}(?:\.\d+)?\s*(?:[AaPp][Mm])?   # 15:51, 3:51 PM, 15:51:31.5
+      | \d{1,2}\s*[AaPp][Mm]                                 # 3 PM
+      | [A-Za-z]{3,9}\.?\s+\d{1,2}                            # Oct 26
+      | \d{1,2}\s+[A-Za-z]{3,9}                               # 26 Oct
+      | \d{1,2}/\d{1,2}                                      # 10/26
+    )\s*""",
+    re.VERBOSE,
+)
+_FORM_DATE = re.compile(rb"(?:^|&)studydate=([^&]*)", re.IGNORECASE)
+_JSON_DATE = re.compile(r"""["']?studydate["']?\s*:\s*["']((?:[^"'\\]|\\.)*)["']""", re.I)
+
+
+def _study_dates(body: bytes, content_type: str | None) -> list[str]:
+    """The studyDate texts a form or JSON body holds (every occurrence, roughly decoded)."""
+    if is_form(content_type):
+        return [unquote_plus(m[1].decode("utf-8", "replace")) for m in _FORM_DATE.finditer(body)]
+    if is_json(content_type):
+        return [m[1] for m in _JSON_DATE.finditer(text(body))]
+    return []
+
+
+def _date_not_repeatable(body: bytes, ct: str | None, theirs: Outcome, mine: Outcome) -> bool:
+    if not theirs.accepted or mine.status is not None:
+        return False
+    if {k.lower() for k in mine.error_keys} != {"studydate"}:
+        return False
+    dates = _study_dates(body, ct)
+    return bool(dates) and all(_NOT_REPEATABLE_DATE.fullmatch(d) for d in dates)
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -307,7 +349,7 @@ REGISTRY: list[Documented] = [
         "limit-text-length",
         "a string member longer than its limit (characters or UTF-8 bytes), or an identifier "
         "(msg_id, accessionNo) with control characters",
-        lambda body, ct, theirs, mine: _over_text_limits(theirs, mine),
+        lambda body, ct, theirs, mine: _over_limits(theirs, mine, services=False),
         "deliberate: field lengths and identifiers (limits.DTO_LIMITS, SERVICE_LIMITS)",
         b'{"name":"' + b"x" * 201 + b'"}',
         "application/json",
@@ -316,13 +358,8 @@ REGISTRY: list[Documented] = [
     ),
     Documented(
         "limit-services",
-        f"more than {limits.MAX_SERVICE_LINES} service lines",
-        lambda body, ct, theirs, mine: (
-            theirs.accepted
-            and len(theirs.model["services"] or ()) > limits.MAX_SERVICE_LINES
-            and mine.status is None
-            and mine.error_keys == frozenset({"services"})
-        ),
+        f"more than {limits.MAX_SERVICE_LINES} service lines (and maybe members over their limits)",
+        lambda body, ct, theirs, mine: _over_limits(theirs, mine, services=True),
         f"deliberate: limits.MAX_SERVICE_LINES ({limits.MAX_SERVICE_LINES})",
         b'{"services":[' + b",".join([b"{}"] * 101) + b"]}",
         "application/json",
@@ -353,6 +390,17 @@ REGISTRY: list[Documented] = [
         "application/x-www-form-urlencoded",
         "binds name='a'",
         "refuses ['']",
+    ),
+    Documented(
+        "date-not-repeatable",
+        "studyDate as a time without a date, or a day without a year (JSON, form)",
+        _date_not_repeatable,
+        "deliberate: .NET's DateTime.Parse fills in today's date or this year, so the same "
+        "message would mean another day tomorrow (binding/netdate.py REFUSED)",
+        b"studyDate=15%3A51",
+        "application/x-www-form-urlencoded",
+        "binds studyDate = today 15:51",
+        "refuses ['studyDate']",
     ),
 ]
 
