@@ -198,22 +198,42 @@ _FORM_DATE = re.compile(rb"(?:^|&)studydate=([^&]*)", re.IGNORECASE)
 _JSON_DATE = re.compile(r"""["']?studydate["']?\s*:\s*["']((?:[^"'\\]|\\.)*)["']""", re.I)
 
 
-def _study_dates(body: bytes, content_type: str | None) -> list[str]:
-    """The studyDate texts a form or JSON body holds (every occurrence, roughly decoded)."""
+def _study_date(body: bytes, content_type: str | None) -> str | None:
+    """The studyDate text that binds from a form (the first value) or JSON body (the last
+    one: a duplicate name overwrites), roughly decoded; None when there is none."""
     if is_form(content_type):
-        return [unquote_plus(m[1].decode("utf-8", "replace")) for m in _FORM_DATE.finditer(body)]
+        m = _FORM_DATE.search(body)
+        return None if m is None else unquote_plus(m[1].decode("utf-8", "replace"))
     if is_json(content_type):
-        return [m[1] for m in _JSON_DATE.finditer(text(body))]
-    return []
+        found = _JSON_DATE.findall(text(body))
+        return found[-1] if found else None
+    return None
 
 
-def _date_not_repeatable(body: bytes, ct: str | None, theirs: Outcome, mine: Outcome) -> bool:
-    if not theirs.accepted or mine.status is not None:
-        return False
-    if {k.lower() for k in mine.error_keys} != {"studydate"}:
-        return False
-    dates = _study_dates(body, ct)
-    return bool(dates) and all(_NOT_REPEATABLE_DATE.fullmatch(d) for d in dates)
+def _refused_date(shape: re.Pattern[str]) -> Predicate:
+    """The reference bound a studyDate of this shape and we refuse it (studyDate only)."""
+
+    def predicate(body: bytes, ct: str | None, theirs: Outcome, mine: Outcome) -> bool:
+        if not theirs.accepted or mine.status is not None:
+            return False
+        if {k.lower() for k in mine.error_keys} != {"studydate"}:
+            return False
+        value = _study_date(body, ct)
+        return value is not None and shape.fullmatch(value) is not None
+
+    return predicate
+
+
+# shapes .NET reads in surprising ways and no client writes (binding/netdate.py REFUSED)
+_UNUSUAL_DATE = re.compile(
+    r"""\s*(?:
+        \d{3}[-/.]\S*                                  # 025-10-26: a three-digit year
+      | \S.*[.,]                                       # 2025-10-26.  trailing punctuation
+      | \d{1,4}([-/.])\d{1,2}(?!\1)[-/.]\d{1,4}\S*       # 2025-10/26: mixed separators
+      | \d{4}-\d{1,2}-\d{1,2}\s+T\d.*                    # 2025-10-26 T15:51: T after a space
+    )\s*""",
+    re.VERBOSE,
+)
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -394,12 +414,24 @@ REGISTRY: list[Documented] = [
     Documented(
         "date-not-repeatable",
         "studyDate as a time without a date, or a day without a year (JSON, form)",
-        _date_not_repeatable,
+        _refused_date(_NOT_REPEATABLE_DATE),
         "deliberate: .NET's DateTime.Parse fills in today's date or this year, so the same "
         "message would mean another day tomorrow (binding/netdate.py REFUSED)",
         b"studyDate=15%3A51",
         "application/x-www-form-urlencoded",
         "binds studyDate = today 15:51",
+        "refuses ['studyDate']",
+    ),
+    Documented(
+        "date-unusual-shape",
+        "studyDate with a three-digit year, trailing punctuation, mixed separators or a `T` "
+        "after whitespace (JSON, form)",
+        _refused_date(_UNUSUAL_DATE),
+        "deliberate: shapes no client writes, which .NET's DateTime.Parse reads in surprising "
+        "ways; refused rather than guessed (binding/netdate.py REFUSED)",
+        b'{"studyDate":"2025-10/26"}',
+        "application/json",
+        "binds 2025-10-26",
         "refuses ['studyDate']",
     ),
 ]
