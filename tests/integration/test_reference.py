@@ -80,7 +80,9 @@ def _report(seed: int, n: int, found: list[Divergence], allowed: Counter[str]) -
         f"documented and allowed: {dict(allowed) or 'none'}).",
         "Fix the binder, or document the divergence in tests/support/exceptions.py.",
     ]
-    for (focus, signature), divs in sorted(classes.items(), key=lambda kv: -len(kv[1])):
+    ordered = sorted(classes.items(), key=lambda kv: -len(kv[1]))
+    lines += [f"  {len(divs):5} [{focus}] {signature}" for (focus, signature), divs in ordered]
+    for (focus, signature), divs in ordered:
         lines.append(f"\n== [{focus}] {signature}: {len(divs)}")
         lines.extend(d.describe() for d in sorted(divs, key=lambda d: len(d.body)))
     return "\n".join(lines)
