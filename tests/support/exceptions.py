@@ -195,31 +195,54 @@ _NOT_REPEATABLE_DATE = re.compile(
     re.VERBOSE,
 )
 _FORM_DATE = re.compile(rb"(?:^|&)studydate=([^&]*)", re.IGNORECASE)
-_JSON_DATE = re.compile(r"""["']?studydate["']?\s*:\s*["']((?:[^"'\\]|\\.)*)["']""", re.I)
+_GAP = r"\s*(?:(?:/\*.*?\*/|//[^\n]*\n)\s*)*"  # whitespace and comments, as Json.NET skips them
+_JSON_STRING = r""""((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'"""
+_JSON_MEMBER = re.compile(
+    rf"(?:{_JSON_STRING}|([A-Za-z_$][\w$]*)){_GAP}:{_GAP}(?:{_JSON_STRING})", re.DOTALL
+)
 
 
-def _study_date(body: bytes, content_type: str | None) -> str | None:
-    """The studyDate text that binds from a form (the first value) or JSON body (the last
-    one: a duplicate name overwrites), roughly decoded; None when there is none."""
+def _unescape(text: str) -> str:
+    text = re.sub(r"\\u([0-9A-Fa-f]{4})", lambda m: chr(int(m[1], 16)), text)
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m[1], m[1]), text)
+
+
+def _json_dates(doc: str) -> list[str]:
+    """Every string value of a member named studyDate (any case, escapes decoded)."""
+    out = []
+    for m in _JSON_MEMBER.finditer(doc):
+        name = _unescape(m[1] if m[1] is not None else m[2] if m[2] is not None else m[3])
+        if name.lower() == "studydate":
+            out.append(_unescape(m[4] if m[4] is not None else m[5]))
+    return out
+
+
+def _study_dates(body: bytes, content_type: str | None) -> list[str]:
+    """The studyDate texts that are read from a form (the first value only) or JSON body
+    (every string value: each one is read, and each bad one is an error), roughly decoded."""
     if is_form(content_type):
         m = _FORM_DATE.search(body)
-        return None if m is None else unquote_plus(m[1].decode("utf-8", "replace"))
+        return [] if m is None else [unquote_plus(m[1].decode("utf-8", "replace"))]
     if is_json(content_type):
-        found = _JSON_DATE.findall(text(body))
-        return found[-1] if found else None
-    return None
+        return _json_dates(text(body))
+    return []
 
 
 def _refused_date(shape: re.Pattern[str]) -> Predicate:
-    """The reference bound a studyDate of this shape and we refuse it (studyDate only)."""
+    """We refuse a studyDate of this shape that the reference bound: our errors are the
+    reference's plus studyDate (in whatever case the body wrote it), nothing else."""
 
     def predicate(body: bytes, ct: str | None, theirs: Outcome, mine: Outcome) -> bool:
-        if not theirs.accepted or mine.status is not None:
+        if theirs.status is not None or mine.status is not None or not mine.error_keys:
             return False
-        if {k.lower() for k in mine.error_keys} != {"studydate"}:
+        if theirs.model is None and not theirs.error_keys:
+            return False  # a null model: nothing was bound
+        differ = theirs.error_keys ^ mine.error_keys
+        if not (mine.error_keys - theirs.error_keys):
             return False
-        value = _study_date(body, ct)
-        return value is not None and shape.fullmatch(value) is not None
+        if any(key.lower() != "studydate" for key in differ):
+            return False
+        return any(shape.fullmatch(value) for value in _study_dates(body, ct))
 
     return predicate
 
@@ -413,7 +436,8 @@ REGISTRY: list[Documented] = [
     ),
     Documented(
         "date-not-repeatable",
-        "studyDate as a time without a date, or a day without a year (JSON, form)",
+        "studyDate as a time without a date, or a day without a year (JSON, form); any other "
+        "errors the same",
         _refused_date(_NOT_REPEATABLE_DATE),
         "deliberate: .NET's DateTime.Parse fills in today's date or this year, so the same "
         "message would mean another day tomorrow (binding/netdate.py REFUSED)",
@@ -425,7 +449,7 @@ REGISTRY: list[Documented] = [
     Documented(
         "date-unusual-shape",
         "studyDate with a three-digit year, trailing punctuation, mixed separators or a `T` "
-        "after whitespace (JSON, form)",
+        "after whitespace (JSON, form); any other errors the same",
         _refused_date(_UNUSUAL_DATE),
         "deliberate: shapes no client writes, which .NET's DateTime.Parse reads in surprising "
         "ways; refused rather than guessed (binding/netdate.py REFUSED)",
