@@ -195,7 +195,9 @@ _NOT_REPEATABLE_DATE = re.compile(
     re.VERBOSE,
 )
 _FORM_DATE = re.compile(rb"(?:^|&)studydate=([^&]*)", re.IGNORECASE)
-_GAP = r"\s*(?:(?:/\*.*?\*/|//[^\n]*\n)\s*)*"  # whitespace and comments, as Json.NET skips them
+_GAP = (
+    r"\s*(?:(?:/\*(?:[^*]|\*(?!/))*\*/|//[^\n]*\n)\s*)*"  # blanks and comments: Json.NET skips them
+)
 _JSON_STRING = r""""((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'"""
 _JSON_MEMBER = re.compile(
     rf"(?:{_JSON_STRING}|([A-Za-z_$][\w$]*)){_GAP}:{_GAP}(?:{_JSON_STRING})", re.DOTALL

@@ -406,6 +406,8 @@ def json_body(rng: random.Random, focus: str | None = None) -> tuple[str, str]:
         if where < 0.7:
             return '{"services":[' + inner + "]}", "json.depth"
         return '{"name":' + inner + "}", "json.depth"
+    if focus == "exotic":
+        return _pick(rng, JSON_EXOTIC)(rng), "json.exotic"
     if focus == "parts":
         count = _pick(rng, [100, 19_990, 20_000, 20_010])
         return '{"extra":[' + ",".join(["0"] * count) + '],"name":"a"}', "json.parts"
@@ -414,9 +416,74 @@ def json_body(rng: random.Random, focus: str | None = None) -> tuple[str, str]:
     return _json_root(rng, focus, lenient), f"json.{focus}"
 
 
+def _jx_escapes(rng: random.Random) -> str:
+    value = _pick(rng, [
+        "\\/Date(0)\\/", "\\x41", "\\u12", "\\ud83d\\ude00", "\\ud83d", "\\ude00x", "a\\'b",
+        "\\u0000",
+        "\t", "\x01", "\x7f", "\\U0041", "\\a", "\\", "\\\"", "\u2028",
+    ])  # fmt: skip
+    return '{"name":"' + value + '","msg_id":"m"}'
+
+
+def _jx_names(rng: random.Random) -> str:
+    name = _pick(rng, ['""', '" name"', '"name "', '"na\\u006De"', '"NAME"', '"n\\u0061me"', "name",
+                       "'name'", '"$name"', '"name\\u0000"', '"Name"'])  # fmt: skip
+    return "{" + name + ':"x","hkid":"h"}'
+
+
+def _jx_refs(rng: random.Random) -> str:
+    return _pick(rng, [
+        '{"services":{"$id":"5","$values":[{"studyDesc":"a"}]},"extra":{"$ref":"5"}}',
+        '{"$id":"1","extra":{"$ref":"1"},"name":"a"}',
+        '{"services":[{"$id":"2","studyDesc":"a"},{"$ref":"2"},{"$ref":"2"}]}',
+        '{"services":[{"$ref":"2"},{"$id":"2","studyDesc":"a"}]}',
+        '{"services":[{"$id":2,"studyDesc":"a"},{"$ref":"2"}]}',
+        '{"services":[{"$id":"2","$id":"3","studyDesc":"a"},{"$ref":"3"}]}',
+        '{"services":{"$values":[{"$values":[]}]}}',
+        '{"$values":[],"name":"a"}',
+        '{"$type":"QCareDto, QCare","$id":"1","name":"a"}',
+        '{"$id":"1","$type":"x","name":"a"}',
+        '{"services":[{"$type":"ServicesInfo","$id":"2","studyDesc":"a"}]}',
+        '{"services":{"$ref":"1"},"$id":"1"}',
+        '{"services":[{"$ref":""}]}',
+        '{"services":[{"$ref":null}]}',
+        '{"name":{"$ref":"1"},"$id":"1"}',
+        '{"name":{"$values":["a"]}}',
+        '{"name":{"$value":"a"}}',
+        '{"services":[{"$values":[]}]}',
+    ])  # fmt: skip
+
+
+def _jx_roots(rng: random.Random) -> str:
+    return _pick(rng, [
+        '/*c*/{"name":"a"}', '//c\n{"name":"a"}', '{"name":"a"}/*c*/', '{"name":"a"}{"name":"b"}',
+        '{"name":"a"} [', ' \n{"name":"a"}\n ', '\u00a0{"name":"a"}', '\ufeff{"name":"a"}',
+        '{"name":"a"}\x00', '[{"name":"a"}]', '"x"', "1", "true", "null", "[]", "{}", "{,}",
+        '{"name":"a",,"hkid":"b"}', '{"name" "a"}', '{"name":"a" "hkid":"b"}', "{'name':'a\"b'}",
+        '{"name":"a"', '{"name":', "{", "", "  ", '{"services":[,]}', '{"services":[{},]}',
+        '{"services":[null,]}', '{"name":undefined}', '{"name":NaN}',
+        '{"services":[{"noOfImages":NaN}]}',
+    ])  # fmt: skip
+
+
+def _jx_numbers(rng: random.Random) -> str:
+    value = _pick(rng, [
+        "1e1", "1E1", "10e-1", "0.5e1", "-0", "+0", "00", "0x0", "0x7FFFFFFF", "0x80000000",
+        "-0x1", "0777", "08", "09", "1.", ".1", "1e+1", "2147483647.0", "2147483648e0",
+        '"0x10"', '" +5 "', '"5\\u0000"', '"\\u0035"', '"1,000"', '"1 000"', '"2147483647 "',
+        "Infinity", "-Infinity", "NaN", "true", "[]", "{}", '""', "null",
+    ])  # fmt: skip
+    field = _pick(rng, ["noOfImages", "warningTime"])
+    return '{"services":[{"' + field + '":' + value + "}]}"
+
+
+JSON_EXOTIC = [_jx_escapes, _jx_names, _jx_refs, _jx_roots, _jx_numbers]
+
+
 JSON_FOCI = [
     "values", "values", "int", "int", "date", "date", "meta", "meta", "meta", "names", "dup",
     "services", "syntax", "syntax", "limits", "mixed", "mixed", "depth", "parts", "plain",
+    "exotic", "exotic", "exotic",
 ]  # fmt: skip
 JSON_TYPES = ["application/json", "application/json; charset=utf-8", "text/json", "text/html"]
 
