@@ -716,6 +716,8 @@ def xml_body(rng: random.Random, focus: str | None = None) -> tuple[str, str]:
     focus = focus or _pick(rng, XML_FOCI)
     if focus == "hostile":
         return _pick(rng, XML_HOSTILE), "xml.hostile"
+    if focus == "exotic":
+        return _pick(rng, XML_EXOTIC), "xml.exotic"
     if focus == "depth":
         depth = _pick(rng, [10, 250, 254, 255, 256, 257, 300])
         inner = "<a>" * depth + "</a>" * depth
@@ -737,10 +739,62 @@ def xml_body(rng: random.Random, focus: str | None = None) -> tuple[str, str]:
     return text, f"xml.{focus}"
 
 
+XML_EXOTIC = [
+    '<QCareDto><name a="1">x</name></QCareDto>',
+    '<QCareDto><name xml:space="preserve">  x  </name></QCareDto>',
+    "<QCareDto><name>  x  </name></QCareDto>",
+    "<QCareDto><services><ServicesInfo><NoOfImages><![CDATA[5]]></NoOfImages></ServicesInfo>"
+    "</services></QCareDto>",
+    "<QCareDto><services><ServicesInfo><NoOfImages>&#x35;</NoOfImages></ServicesInfo>"
+    "</services></QCareDto>",
+    "<QCareDto><services><ServicesInfo><NoOfImages>\n5\t</NoOfImages></ServicesInfo>"
+    "</services></QCareDto>",
+    "<QCareDto><services><ServicesInfo><WarningTime>5<!--c--></WarningTime></ServicesInfo>"
+    "</services></QCareDto>",
+    '<QCareDto xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"/>',
+    '<QCareDto xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="QCareDto"/>',
+    '<QCareDto xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Other"/>',
+    "<QCareDto>text<name>a</name>tail</QCareDto>",
+    "<QCareDto><services><ServicesInfo/></services></QCareDto>",
+    "<QCareDto><services><ServicesInfo></ServicesInfo><ServicesInfo/></services></QCareDto>",
+    "<QCareDto><services><ServicesInfo><x><y/></x><studyDesc>a</studyDesc></ServicesInfo>"
+    "</services></QCareDto>",
+    '<QCareDto xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><services xsi:nil="true">'
+    "<ServicesInfo/></services></QCareDto>",
+    "<QCareDto><services><studyDesc>a</studyDesc></services></QCareDto>",
+    "<QCareDto><services>x<ServicesInfo/>y</services></QCareDto>",
+    "<QCareDto><ServicesInfo><studyDesc>a</studyDesc></ServicesInfo></QCareDto>",
+    "<QCareDto><services><ServicesInfo><studyDesc>a</studyDesc><studyDesc>b</studyDesc>"
+    "</ServicesInfo></services></QCareDto>",
+    "<QCareDto><studyDate> 2025-10-26T15:51:31 </studyDate></QCareDto>",
+    "<QCareDto><studyDate>2025-10-26T15:51:31.12345678</studyDate></QCareDto>",
+    "<QCareDto><studyDate>+2025-10-26</studyDate></QCareDto>",
+    "<QCareDto><studyDate>2025-10-26-05:00</studyDate></QCareDto>",
+    "<QCareDto><studyDate>2025-10-26T24:00:00</studyDate></QCareDto>",
+    "<QCareDto><studyDate>0001-01-01T00:00:00+08:00</studyDate></QCareDto>",
+    "<QCareDto><studyDate>9999-12-31T23:59:59-08:00</studyDate></QCareDto>",
+    "<QCareDto><studyDate></studyDate></QCareDto>",
+    "<QCareDto><studyDate/></QCareDto>",
+    '<?xml version="1.0" standalone="no"?><QCareDto/>',
+    '<?xml version="1.0" encoding="UTF-16"?><QCareDto/>',
+    "<?xml version='1.0' encoding='utf-8' ?>\r\n<QCareDto/>\r\n",
+    "<QCareDto><name>a&#x2028;b</name></QCareDto>",
+    "<QCareDto><name>a&#xD800;b</name></QCareDto>",
+    "<QCareDto><name>\ud800</name></QCareDto>",
+    "<QCareDto><name>a\rb\r\nc</name></QCareDto>",
+    "<QCareDto><name>&amp;lt;</name></QCareDto>",
+    "<QCareDto><name>&apos;&quot;&gt;</name></QCareDto>",
+    "<QCareDto><Name>a</Name><NAME>b</NAME></QCareDto>",
+    '<QCareDto xmlns:a="urn:a"><a:name>x</a:name><name>y</name></QCareDto>',
+    '<QCareDto><name xmlns="urn:x">x</name></QCareDto>',
+    '<QCareDto xmlns=""><name xmlns="">x</name></QCareDto>',
+]
+
+
 XML_FOCI = [
     "values", "int", "int", "date", "date", "nil", "nil", "types", "names", "order", "order",
     "services", "services", "empty", "ns", "prologue", "prologue", "ws", "hostile", "hostile",
-    "limits", "mixed", "mixed", "depth", "markup", "plain",
+    "limits", "mixed", "mixed", "depth", "markup", "plain", "exotic", "exotic",
 ]  # fmt: skip
 XML_TYPES = ["application/xml", "text/xml", "application/xml; charset=utf-8", "TEXT/XML"]
 
@@ -850,6 +904,8 @@ def _form_syntax(rng: random.Random, text: str) -> str:
 def form_body(rng: random.Random, focus: str | None = None) -> tuple[bytes, str]:
     focus = focus or _pick(rng, FORM_FOCI)
     style = rng.random()
+    if focus == "exotic":
+        return _pick(rng, FORM_EXOTIC).encode("latin-1"), "form.exotic"  # \xff: a raw byte
     if focus == "many":
         count = _pick(rng, [500, 999, 1000, 1001, 1500])
         if rng.random() < 0.1:  # the binder's own limit, when it has one
@@ -882,9 +938,23 @@ def form_body(rng: random.Random, focus: str | None = None) -> tuple[bytes, str]
     return text.encode("utf-8", "surrogatepass"), f"form.{focus}"
 
 
+FORM_EXOTIC = [
+    "name=%u0041", "name=%u00", "name=a%2", "name=%", "na%6De=x", "name+=x", "+name=x", "name =x",
+    "NAME=x", "name[0]=x", "name.x=y", "name[]=x&name[]=y", "name=a;hkid=b", "name=a&&hkid=b",
+    "=&name=x", "&&&", "=", "name", "name=", "name==x", "name=x=y", "name=%E9%99%B3%E5%A4%A7",
+    "name=%e9%99%b3", "name=\xe9\x99\xb3", "name=\xff", "name=%C3", "name=%C3%28",
+    "name=%F0%9F%98%80", "name=%F0%9F%98", "name=%EF%BF%BF", "name=%00", "name=a%0D%0Ab",
+    "msg_id=%20m%20&hkid=x", "services=x&name=y", "services.index=0&services[0].studyDesc=a",
+    "studyDate=2025-10-26T15:51:31+08:00", "studyDate=2025-10-26T15:51:31%2B08:00",
+    "studyDate=2025-10-26T15%3A51%3A31.8166249Z", "studyDate=%20", "studyDate=null",
+    "studyDate=2025-10-26&studyDate=2025-10-27", "StudyDate=2025-10-26", "studydate=2025-10-26",
+    "dto.name=a&name=b", "dto%2Ename=a", "name%5B%5D=a", "a[b][c]=d&name=e",
+]  # fmt: skip
+
+
 FORM_FOCI = [
     "plain", "values", "values", "names", "date", "date", "services", "services", "int",
-    "empty", "repeat", "syntax", "limits", "mixed", "mixed", "many",
+    "empty", "repeat", "syntax", "limits", "mixed", "mixed", "many", "exotic", "exotic",
 ]  # fmt: skip
 FORM_TYPES = [
     "application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=UTF-8",
@@ -912,7 +982,8 @@ CHARSETS = [
     "utf-8", "UTF-8", "utf8", '"utf-8"', "'utf-8'", "", "utf-16", "UTF-16", "utf-16le",
     "utf-16be", "unicode", "unicodeFFFE", "utf-32", "utf-32le", "utf-32be", "iso-8859-1",
     "latin1", "us-ascii", "ascii", "big5", "gb2312", "windows-1252", "utf-7", "x-unknown",
-    "utf-8;", '"utf-16"', "utf-8 ", " utf-8",
+    "utf-8;", '"utf-16"', "utf-8 ", " utf-8", '"utf-8', 'utf-8"', "utf-8,foo", "UTF-16LE",
+    "utf-16;charset=utf-8", "utf_8", "UTF8", "x-user-defined", "unicode-1-1-utf-8",
 ]  # fmt: skip
 CODECS = {
     "utf-8": "utf-8", "utf8": "utf-8", "utf-16": "utf-16-le", "unicode": "utf-16-le",
@@ -930,7 +1001,7 @@ def _ct_header(rng: random.Random, media: str) -> str:
     media = _case_variant(rng, media) if rng.random() < 0.3 else media
     params: list[str] = []
     if rng.random() < 0.6:
-        key = _pick(rng, ["charset", "charset", "Charset", "CHARSET", " charset"])
+        key = _pick(rng, ["charset", "charset", "Charset", "CHARSET", " charset", "charset "])
         params.append(f"{key}={_pick(rng, CHARSETS)}")
     if rng.random() < 0.25:
         other = _pick(rng, ["q=0.5", "boundary=x", "foo=bar", "foo", "version=2", "charset=utf-8"])
