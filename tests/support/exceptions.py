@@ -31,7 +31,8 @@ from qcare_ingest.binding import form as form_binding
 from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
 
 # the Outcome type lives in tests/support/reference.py; this module only reads its fields
-# (status, error_keys, model, accepted), so that /tmp/i13-diff.py can load it by path.
+# (status, error_keys, model, accepted), so a tool can load it by file path beside a binder
+# from another checkout.
 Outcome = Any
 Predicate = Callable[[bytes, str | None, Outcome, Outcome], bool]
 
@@ -63,8 +64,8 @@ class Documented:
     ) -> bool:
         try:
             return bool(self.predicate(body, content_type, theirs, mine))
-        except Exception:  # a predicate that cannot read a body does not match it
-            return False
+        except (LookupError, TypeError, ValueError, AttributeError):
+            return False  # a model or body a predicate cannot read is not its divergence
 
 
 # --- helpers for predicates
