@@ -106,6 +106,77 @@ DATE_TEXTS = [
 ]  # fmt: skip
 
 
+MONTHS = "January February March April May June July August September October November December"
+DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"
+
+
+def _date_part(rng: random.Random) -> str:
+    y, mo, d = rng.choice([2025, 2024, 1999, 2000, 1, 9999, 1930, 2029]), rng.randint(1, 12), 0
+    d = rng.choice([1, 9, 10, 26, 28, 29, 30, 31, rng.randint(1, 31)])
+    year = _pick(rng, [f"{y:04}", f"{y:04}", f"{y % 100:02}", str(y % 1000)])
+    month_num = _pick(rng, [f"{mo:02}", str(mo)])
+    name = MONTHS.split()[mo - 1]
+    month_name = _case_variant(rng, _pick(rng, [name, name[:3], name[:3] + "."]))
+    day = _pick(rng, [f"{d:02}", str(d)])
+    sep = _pick(rng, ["-", "/", ".", " ", "-", "/"])
+    shape = rng.randrange(8)
+    if shape == 0:
+        return f"{year}{sep}{month_num}{sep}{day}"
+    if shape == 1:
+        return f"{month_num}{sep}{day}{sep}{year}"
+    if shape == 2:
+        return f"{day}{sep}{month_num}{sep}{year}"
+    if shape == 3:
+        return f"{month_name} {day}{_pick(rng, [',', '', ', '])} {year}"
+    if shape == 4:
+        return f"{day}{_pick(rng, [' ', '-'])}{month_name}{_pick(rng, [' ', '-'])}{year}"
+    if shape == 5:
+        return f"{year}{sep}{month_name}{sep}{day}"
+    if shape == 6:
+        return f"{year}{sep}{month_num}"
+    return f"{month_name} {year}"
+
+
+def _time_part(rng: random.Random) -> str:
+    h, mi, sec = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    hour = _pick(rng, [f"{h:02}", str(h), str(h % 12 or 12)])
+    text = f"{hour}:{mi:02}" if rng.random() < 0.8 else f"{hour}:{mi}"
+    if rng.random() < 0.7:
+        text += f":{sec:02}"
+        if rng.random() < 0.4:
+            text += "." + "".join(str(rng.randrange(10)) for _ in range(rng.randint(1, 9)))
+    if rng.random() < 0.25:
+        text += _pick(rng, [" AM", " PM", "AM", "pm", " a.m."])
+    return text
+
+
+def _zone_part(rng: random.Random) -> str:
+    return _pick(rng, [
+        "Z", "z", " GMT", " UTC", "+8", "+08", "+0800", "+08:00", "-05:30", " +08:00", "+14:00",
+        "+14:01", "-12:00", "+5:30", "+08:0", " Z", "GMT+8", " EST",
+    ])  # fmt: skip
+
+
+def random_date_text(rng: random.Random) -> str:
+    """A date as a person or a library might write it: .NET's DateTime.Parse (Json.NET's
+    last resort, form binding) and XmlConvert read some of these, each its own way."""
+    text = _date_part(rng)
+    if rng.random() < 0.6:
+        text += _pick(rng, ["T", " ", "T", "  ", ", ", "t"]) + _time_part(rng)
+        if rng.random() < 0.4:
+            text += _zone_part(rng)
+    if rng.random() < 0.1:
+        day = DAYS.split()[rng.randrange(7)]
+        text = f"{_pick(rng, [day, day[:3]])}, {text}"
+    if rng.random() < 0.1:
+        text = _pick(rng, [" ", "\t", "\u00a0"]) + text + _pick(rng, ["", " ", "\n"])
+    return text
+
+
+def date_text(rng: random.Random) -> str:
+    return random_date_text(rng) if rng.random() < 0.5 else _pick(rng, DATE_TEXTS)
+
+
 def _limit_text(rng: random.Random, chars: int) -> str:
     n = _pick(rng, [chars - 1, chars, chars + 1])
     if rng.random() < 0.5:
@@ -226,7 +297,7 @@ def _json_int_value(j: _Json) -> str:
 def _json_date_value(j: _Json) -> str:
     rng = j.rng
     if rng.random() < 0.8:
-        return j.string(_pick(rng, DATE_TEXTS))
+        return j.string(date_text(rng))
     return _json_any(j)
 
 
@@ -610,7 +681,7 @@ PROLOGUES = [
 
 
 def _xml_date(rng: random.Random) -> str:
-    return _xml_escape(_pick(rng, DATE_TEXTS), rng)
+    return _xml_escape(date_text(rng), rng)
 
 
 XML_HOSTILE = [
@@ -914,7 +985,7 @@ def form_body(rng: random.Random, focus: str | None = None) -> tuple[bytes, str]
         return "&".join(keys).encode(), "form.many"
     pairs = _form_fields(rng, focus, style)  # already escaped
     if focus in ("date", "mixed") or rng.random() < 0.2:
-        text = _pick(rng, DATE_TEXTS)
+        text = date_text(rng)
         value = _form_escape(rng, text, style) if rng.random() < 0.7 else text.replace("&", "")
         pairs.append(("studyDate", value))
     if focus in ("services", "mixed", "int") or rng.random() < 0.3:
