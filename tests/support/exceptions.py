@@ -255,12 +255,16 @@ def _refused_date(shape: re.Pattern[str]) -> Predicate:
 # shapes .NET reads in surprising ways and no client writes (binding/netdate.py REFUSED)
 _UNUSUAL_DATE = re.compile(
     r"""\s*(?:
-        \d{3}[-/.]\S*                                  # 025-10-26: a three-digit year
-      | \S.*[.,]                                       # 2025-10-26.  trailing punctuation
+        \S.*[.,]                                       # 2025-10-26.  trailing punctuation
       | \d{1,4}([-/.])\d{1,2}(?!\1)[-/.]\d{1,4}\S*       # 2025-10/26: mixed separators
       | \d{4}-\d{1,2}-\d{1,2}\s+T\d.*                    # 2025-10-26 T15:51: T after a space
+      | .*(?<![\d:.])\d{3}(?![\d:]).*                    # 025-10-26, Apr 999: a three-digit year
+      | (?!.*\d{4}).*(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?
+        [\s,/.-]*\d{1,2}\b.*\d.*                          # 31 Mar 24: a short year by a month name
+      | (?!.*\d{4}).*\d.*(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?
+        [\s,/.-]*\d{1,2}\b.*                              # 24/Aug/21, 28-Jan-9
     )\s*""",
-    re.VERBOSE,
+    re.VERBOSE | re.DOTALL,
 )
 
 
@@ -453,8 +457,9 @@ REGISTRY: list[Documented] = [
     ),
     Documented(
         "date-unusual-shape",
-        "studyDate with a three-digit year, trailing punctuation, mixed separators or a `T` "
-        "after whitespace (JSON, form); any other errors the same",
+        "studyDate with a three-digit year, a one- or two-digit year beside a month name, "
+        "trailing punctuation, mixed separators or a `T` after whitespace (JSON, form); any "
+        "other errors the same",
         _refused_date(_UNUSUAL_DATE),
         "deliberate: shapes no client writes, which .NET's DateTime.Parse reads in surprising "
         "ways; refused rather than guessed (binding/netdate.py REFUSED)",
