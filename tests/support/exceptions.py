@@ -193,7 +193,7 @@ _NOT_REPEATABLE_DATE = re.compile(
       | \d{1,2}\s*[AaPp][Mm]                                 # 3 PM
       | [A-Za-z]{3,9}\.?\s+\d{1,2}                            # Oct 26
       | \d{1,2}\s+[A-Za-z]{3,9}                               # 26 Oct
-      | \d{1,2}/\d{1,2}                                      # 10/26
+      | \d{1,2}[-/.]\d{1,2}                                  # 10/26, 01-10
     )\s*""",
     re.VERBOSE,
 )
