@@ -1,4 +1,5 @@
-"""Real RabbitMQ and PostgreSQL, isolated per test run: own vhost, own database.
+"""Real RabbitMQ and PostgreSQL, isolated per test run: own vhost, own database; and the
+reference server (the old endpoint, ../shared/oracle), started on a port of its own.
 
 Locally a missing service skips the integration tests; in CI (CI=true) it fails them.
 """
@@ -11,6 +12,8 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -20,6 +23,7 @@ import pytest
 from qcare_ingest.config import Settings
 from qcare_ingest.store import init_connection
 from tests.support import isolation
+from tests.support import reference as reference_support
 from tests.support.procs import Gateway, Proc, Worker
 
 AMQP_BASE = os.environ.get("QCARE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -31,6 +35,52 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"test services unavailable in CI: {reason}")
     pytest.skip(f"test services unavailable: {reason}")
+
+
+REFERENCE_SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """What the differential test against the reference did (bodies, seed, documented
+    divergences), shown on passing runs too."""
+    lines = config.stash.get(REFERENCE_SUMMARY, [])
+    if lines:
+        terminalreporter.write_sep("-", "reference server")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def reference() -> Iterator[reference_support.Reference]:
+    """A client of the reference server: $QCARE_REFERENCE_URL when set, else one this run
+    starts with ../shared/oracle/run.sh on a free port (and stops at the end)."""
+    url = os.environ.get("QCARE_REFERENCE_URL")
+    started = None
+    if url:
+        if not reference_support.reachable(url):
+            _unavailable(
+                f"QCARE_REFERENCE_URL={url} does not answer; {reference_support.ORACLE_HELP}"
+            )
+    else:
+        repo = Path(__file__).resolve().parents[1]
+        oracle = reference_support.oracle_dir(repo)
+        if oracle is None:
+            where = os.environ.get("QCARE_ORACLE_DIR") or f"beside {repo}"
+            _unavailable(f"no oracle directory ({where}); {reference_support.ORACLE_HELP}")
+        assert oracle is not None
+        if not IN_CI and shutil.which("mono") is None:
+            _unavailable(f"Mono is not installed; {reference_support.ORACLE_HELP}")
+        try:
+            started = reference_support.start_oracle(oracle, reference_support.free_port())
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            _unavailable(f"{exc}; {reference_support.ORACLE_HELP}")
+        assert started is not None
+        url = started.url
+    client = reference_support.Reference(url)
+    yield client
+    client.close()
+    if started is not None:
+        started.stop()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 `Outcome` is what both sides are reduced to: 415 or bound; the ModelState keys after the
 `dto.` prefix ('' for the parameter itself); and, only when binding had no error, the model
 in canonical names with `studyDate` as ticks (naive wall clock, or the UTC instant). A model
-bound beside errors is not compared: our gateway answers 400 and never uses it.
+bound beside errors is not compared: our gateway answers 400 and never uses it. Our side
+includes the hardening limits the gateway applies to a bound model (`limits.check`), so a
+value too long for us is a refusal here, as it is at the gateway.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import socket
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from qcare_ingest import limits
 from qcare_ingest.binding import UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.dates import parse_dotnet
 from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
@@ -80,6 +87,9 @@ def ours(body: bytes, content_type: str | None) -> Outcome:
         return Outcome(None, frozenset(result.errors), "n/a")
     if result.model is None:
         return Outcome(None, frozenset(), None)
+    over = limits.check(result.model)  # the gateway refuses these as binding errors (answers.py)
+    if over:
+        return Outcome(None, frozenset(over), "n/a")
     dumped = result.model.model_dump()
     fields = {k: v for k, v in dumped.items() if k not in ("services", "studyDate")}
     fields["studyDate"] = _date_key(dumped["studyDate"])
@@ -150,3 +160,197 @@ def diverges(
     """(reference, ours) when they differ, else None."""
     theirs, mine = ref.outcome(body, content_type), ours(body, content_type)
     return None if theirs == mine else (theirs, mine)
+
+
+# --- comparing many bodies (issue 13: tests/integration/test_reference.py, /tmp/i13-diff.py)
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def shorten(body: bytes, limit: int = 160) -> str:
+    """A body's repr cut in the middle, for failure lists."""
+    text = repr(body)
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]} ({len(body)} bytes)"
+
+
+def _leaf(key: str) -> str:
+    """The member a ModelState key names: 'services[0].NoOfImages' -> 'noofimages'."""
+    if key == "":
+        return "''"
+    parts = [p for p in _INDEX.sub("", key).split(".") if p and not p.startswith("$")]
+    return parts[-1].lower() if parts else key.lower()
+
+
+def _keys(keys: frozenset[str]) -> str:
+    norm = sorted({_leaf(k) for k in keys})
+    if len(norm) > 4:
+        norm = [*norm[:4], f"+{len(norm) - 4}"]
+    return "{" + ", ".join(norm) + "}"
+
+
+def _state(outcome: Outcome) -> str:
+    if outcome.status is not None:
+        return str(outcome.status)
+    if outcome.error_keys:
+        return "refuses " + _keys(outcome.error_keys)
+    return "null model" if outcome.model is None else "binds"
+
+
+def signature(theirs: Outcome, mine: Outcome) -> str:
+    """A divergence's class, independent of the body: what differs, not by how much.
+    ModelState keys are reduced to the members they name (lower case, no indices)."""
+    a, b = _state(theirs), _state(mine)
+    if a.startswith("refuses") and b.startswith("refuses"):
+        if mine.error_keys == {""}:
+            return "both refuse; ours as a whole (''), ref per member"
+        if theirs.error_keys == {""}:
+            return "both refuse; ref as a whole (''), ours per member"
+        if a == b:
+            return "both refuse; same members, keys differ (paths or case)"
+        return f"both refuse; members differ: ref {a[8:]} / ours {b[8:]}"
+    if a != b:
+        return f"ref {a} / ours {b}"
+    ma, mb = theirs.model, mine.model
+    fields = sorted(k for k in ma if ma[k] != mb.get(k))
+    return "both bind; model differs in " + ", ".join(fields)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    body: bytes
+    content_type: str | None
+    focus: str
+    theirs: Outcome
+    mine: Outcome
+    exception: str | None = None  # the registry entry that allows it
+
+    @property
+    def signature(self) -> str:
+        return signature(self.theirs, self.mine)
+
+    def describe(self) -> str:
+        return (
+            f"[{self.focus}] {self.signature}\n"
+            f"    body {shorten(self.body)}\n"
+            f"    content-type {self.content_type!r}\n"
+            f"    reference {outcomes_text(self.theirs, self.mine)[0]}\n"
+            f"    ours      {outcomes_text(self.theirs, self.mine)[1]}"
+        )
+
+
+def _outcome_text(outcome: Outcome, limit: int = 400) -> str:
+    text = repr(outcome)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def outcomes_text(theirs: Outcome, mine: Outcome) -> tuple[str, str]:
+    """Both outcomes, briefly: when both bound, only the members that differ."""
+    if isinstance(theirs.model, dict) and isinstance(mine.model, dict):
+        fields = [k for k in theirs.model if theirs.model[k] != mine.model.get(k)]
+        return (
+            "binds " + ", ".join(f"{k}={_short(theirs.model[k])}" for k in fields),
+            "binds " + ", ".join(f"{k}={_short(mine.model.get(k))}" for k in fields),
+        )
+    return _state_text(theirs), _state_text(mine)
+
+
+def _state_text(outcome: Outcome) -> str:
+    if outcome.status is not None:
+        return str(outcome.status)
+    if outcome.error_keys:
+        return "refuses " + _short(sorted(outcome.error_keys), 300)
+    if outcome.model is None:
+        return "null model"
+    return "binds " + _short(outcome.model, 300)
+
+
+# --- finding or starting the reference server (tests/conftest.py's `reference` fixture)
+
+ORACLE_HELP = (
+    "the reference server is needed: run ../shared/oracle/run.sh (it installs Mono and builds "
+    "once), or set QCARE_REFERENCE_URL to a running one, or QCARE_ORACLE_DIR to the oracle "
+    "directory"
+)
+
+
+def oracle_dir(repo: Path) -> Path | None:
+    """The oracle's directory: $QCARE_ORACLE_DIR, else `shared/oracle` beside the repository
+    (the workspace layout: <workspace>/main and <workspace>/shared), also when this checkout
+    is a git worktree elsewhere (then beside the main checkout)."""
+    if os.environ.get("QCARE_ORACLE_DIR"):  # given: that one or none
+        given = Path(os.environ["QCARE_ORACLE_DIR"])
+        return given.resolve() if (given / "run.sh").is_file() else None
+    candidates = [repo.parent / "shared" / "oracle"]
+    try:
+        common = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        candidates.append(Path(common).parent.parent / "shared" / "oracle")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for candidate in candidates:
+        if (candidate / "run.sh").is_file():
+            return candidate.resolve()
+    return None
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout
+    )
+    try:
+        conn.request("POST", ROUTE, body=b"", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Started:
+    """A reference server this test run started (run.sh in the background), and how to stop it."""
+
+    url: str
+    oracle: Path
+    port: int
+    log: str
+
+    def stop(self) -> None:
+        subprocess.run(
+            [str(self.oracle / "run.sh"), "--stop", "--port", str(self.port)],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+
+
+def start_oracle(oracle: Path, port: int, timeout: float = 900) -> Started:
+    """run.sh on `port`: installs Mono and builds when needed (minutes, once), else ~1 s."""
+    proc = subprocess.run(
+        [str(oracle / "run.sh"), "--port", str(port)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    started = Started(url, oracle, port, proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not reachable(url):
+        started.stop()
+        raise RuntimeError(f"{oracle}/run.sh --port {port} failed:\n{started.log[-2000:]}")
+    return started
