@@ -28,6 +28,9 @@ from urllib.parse import unquote_plus
 
 from qcare_ingest import limits
 from qcare_ingest.binding import form as form_binding
+from qcare_ingest.binding import select_format
+from qcare_ingest.binding.netdate import parse_invariant
+from qcare_ingest.binding.text import BodyDecodeError, decode_body
 from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
 
 # the Outcome type lives in tests/support/reference.py; this module only reads its fields
@@ -197,6 +200,10 @@ _NOT_REPEATABLE_DATE = re.compile(
     )\s*""",
     re.VERBOSE,
 )
+# xsd: a time alone, a month or a day without a year (binding/xsdtime.py)
+_XSD_NOT_REPEATABLE = re.compile(
+    r"\s*(?:\d{2}:\d{2}:\d{2}(?:\.\d+)?|--\d{2}(?:--)?|---\d{2})(?:[Zz]|[+-]\d{2}:\d{2})?\s*"
+)
 _FORM_DATE = re.compile(rb"(?:^|&)studydate=([^&]*)", re.IGNORECASE)
 _GAP = (
     r"\s*(?:(?:/\*(?:[^*]|\*(?!/))*\*/|//[^\n]*\n)\s*)*"  # blanks and comments: Json.NET skips them
@@ -233,11 +240,18 @@ def _study_dates(body: bytes, content_type: str | None) -> list[str]:
     return []
 
 
-def _refused_date(shape: re.Pattern[str]) -> Predicate:
+_XML_DATE = re.compile(r"<studyDate(?:\s[^>/]*)?>([^<]*)</studyDate>")
+
+
+def _refused_date(shape: Callable[[str], object]) -> Predicate:
     """We refuse a studyDate of this shape that the reference bound: our errors are the
-    reference's plus studyDate (in whatever case the body wrote it), nothing else."""
+    reference's plus studyDate (in whatever case the body wrote it), nothing else; in XML,
+    all or nothing, the body as a whole where the reference bound it."""
 
     def predicate(body: bytes, ct: str | None, theirs: Outcome, mine: Outcome) -> bool:
+        if is_xml(ct):
+            m = _XML_DATE.search(text(body))
+            return theirs.accepted and refused_whole(mine) and m is not None and bool(shape(m[1]))
         if theirs.status is not None or mine.status is not None or not mine.error_keys:
             return False
         if theirs.model is None and not theirs.error_keys:
@@ -247,25 +261,9 @@ def _refused_date(shape: re.Pattern[str]) -> Predicate:
             return False
         if any(key.lower() != "studydate" for key in differ):
             return False
-        return any(shape.fullmatch(value) for value in _study_dates(body, ct))
+        return any(shape(value) for value in _study_dates(body, ct))
 
     return predicate
-
-
-# shapes .NET reads in surprising ways and no client writes (binding/netdate.py REFUSED)
-_UNUSUAL_DATE = re.compile(
-    r"""\s*(?:
-        \S.*[.,]                                       # 2025-10-26.  trailing punctuation
-      | \d{1,4}([-/.])\d{1,2}(?!\1)[-/.]\d{1,4}\S*       # 2025-10/26: mixed separators
-      | \d{4}-\d{1,2}-\d{1,2}\s+T\d.*                    # 2025-10-26 T15:51: T after a space
-      | .*(?<![\d:.])\d{3}(?![\d:]).*                    # 025-10-26, Apr 999: a three-digit year
-      | (?!.*\d{4}).*(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?
-        [\s,/.-]*\d{1,2}\b.*\d.*                          # 31 Mar 24: a short year by a month name
-      | (?!.*\d{4}).*\d.*(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?
-        [\s,/.-]*\d{1,2}\b.*                              # 24/Aug/21, 28-Jan-9
-    )\s*""",
-    re.VERBOSE | re.DOTALL,
-)
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -303,6 +301,14 @@ def _invalid_char_refs(doc: str) -> bool:
     return False
 
 
+def _undecodable(body: bytes, content_type: str | None) -> bool:
+    try:
+        decode_body(body, select_format(content_type)[1])
+    except BodyDecodeError:
+        return True
+    return False
+
+
 def _segments(body: bytes) -> int:
     return sum(1 for part in body.split(b"&") if part)
 
@@ -327,18 +333,19 @@ REGISTRY: list[Documented] = [
     ),
     Documented(
         "mono-xml-comment-in-string",
-        "XML: a comment inside a member's text (string, int or date) that Mono refuses",
+        "XML: a comment after the text of a simple member (string, int or date)",
         lambda body, ct, theirs, mine: (
             is_xml(ct)
-            and refused_whole(theirs)
-            and mine.accepted
+            and theirs.accepted
+            and refused_whole(mine)
             and re.search(rf"<({_SIMPLE})(\s[^>/]*)?>[^<]*<!--", text(body)) is not None
         ),
         "Mono artefact",
-        b"<QCareDto><name><!--c-->x</name></QCareDto>",
+        b"<QCareDto><name>a<!--c--></name></QCareDto>",
         "application/xml",
-        "refuses ['']",
-        "binds name='x': .NET skips comments in element text (Mono too, after the text)",
+        "binds name='a'",
+        "refuses ['']: .NET's ReadElementString stops at the comment and throws "
+        "(Xml_UnexpectedNodeInSimpleContent); Mono reads past it",
     ),
     Documented(
         "mono-xml-invalid-char-ref",
@@ -354,22 +361,6 @@ REGISTRY: list[Documented] = [
         "application/xml",
         "binds name='\\x00'",
         "refuses ['']: .NET's reader checks characters",
-    ),
-    Documented(
-        "limit-json-depth",
-        "JSON nested deeper than 256: both refuse, we with the parameter's key only",
-        lambda body, ct, theirs, mine: (
-            is_json(ct)
-            and theirs.status is None
-            and bool(theirs.error_keys)
-            and refused_whole(mine)
-            and json_nesting(body) > 256
-        ),
-        "deliberate: depth 256 (WIRE.md §2); we refuse before binding, so no member path",
-        b'{"extra":' + b"[" * 300 + b"]" * 300 + b"}",
-        "application/json",
-        "refuses ['extra', 'extra[0][0]…']",
-        "refuses ['']",
     ),
     Documented(
         "limit-json-parts",
@@ -445,28 +436,50 @@ REGISTRY: list[Documented] = [
     ),
     Documented(
         "date-not-repeatable",
-        "studyDate as a time without a date, or a day without a year (JSON, form); any other "
-        "errors the same",
-        _refused_date(_NOT_REPEATABLE_DATE),
+        "studyDate as a time without a date, or a day without a year (JSON, form, XML); any "
+        "other errors the same",
+        _refused_date(
+            lambda value: (
+                _NOT_REPEATABLE_DATE.fullmatch(value) or _XSD_NOT_REPEATABLE.fullmatch(value)
+            )
+        ),
         "deliberate: .NET's DateTime.Parse fills in today's date or this year, so the same "
-        "message would mean another day tomorrow (binding/netdate.py REFUSED)",
+        "message would mean another day tomorrow (binding/netdate.py REFUSED, xsdtime.py)",
         b"studyDate=15%3A51",
         "application/x-www-form-urlencoded",
         "binds studyDate = today 15:51",
         "refuses ['studyDate']",
     ),
     Documented(
-        "date-unusual-shape",
-        "studyDate with a three-digit year, a one- or two-digit year beside a month name, "
-        "trailing punctuation, mixed separators or a `T` after whitespace (JSON, form); any "
-        "other errors the same",
-        _refused_date(_UNUSUAL_DATE),
-        "deliberate: shapes no client writes, which .NET's DateTime.Parse reads in surprising "
-        "ways; refused rather than guessed (binding/netdate.py REFUSED)",
-        b'{"studyDate":"2025-10/26"}',
+        "date-outside-grammar",
+        "studyDate in a shape netdate does not read (docs/WIRE.md: the shapes read) although "
+        ".NET's DateTime.Parse reads it (JSON, form); any other errors the same",
+        _refused_date(lambda value: parse_invariant(value) is None),
+        "deliberate: DateTime.Parse reads hundreds of shapes in culture-dependent ways; we read "
+        "the ones clients write and refuse the rest with a 400 on studyDate, never guessing a "
+        "value (no value different from the reference's in the probes)",
+        b'{"studyDate":"9 08 2000"}',
         "application/json",
-        "binds 2025-10-26",
+        "binds 2000-09-08",
         "refuses ['studyDate']",
+    ),
+    Documented(
+        "undecodable-body",
+        "JSON that is not valid text in its encoding: both refuse; past its first buffer the "
+        "reference decodes as it reads and keys the error at the member it was reading",
+        lambda body, ct, theirs, mine: (
+            is_json(ct)
+            and theirs.status is None
+            and bool(theirs.error_keys)
+            and refused_whole(mine)
+            and _undecodable(body, ct)
+        ),
+        "deliberate: the body is decoded before it is parsed, so bytes that are not text are "
+        "refused as a whole with the offset of the first bad byte, wherever they are",
+        b'{"note":"' + b"x" * 4000 + b'Zo\xeb"}',
+        "application/json",
+        "refuses ['note']",
+        "refuses [''] (not valid UTF-8 at offset 4011)",
     ),
 ]
 
