@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..textsafe import safe_text
 
@@ -146,10 +147,19 @@ def select_format(header: str | None) -> tuple[Format, str | None]:
     """The formatter and charset for a Content-Type header, or UnsupportedMediaTypeError.
     The charset is the parameter's value as sent; only `utf-16` changes how a body is read
     (`text.py`)."""
-    ctype = None if header is None else parse_content_type(header)
+    found = None if header is None else _dispatch(header)
+    if isinstance(found, tuple):
+        return found
+    raise UnsupportedMediaTypeError(found)
+
+
+@lru_cache(maxsize=512)  # a client sends the same header every time: parse it once
+def _dispatch(header: str) -> tuple[Format, str | None] | str | None:
+    """(format, charset), else the media type a 415 names (None: no header Web API reads)."""
+    ctype = parse_content_type(header)
     if ctype is None:
-        raise UnsupportedMediaTypeError(None)
+        return None
     for fmt, types in _SUPPORTED:
         if any(_subset(supported, ctype.media_type) for supported in types):
             return fmt, ctype.charset
-    raise UnsupportedMediaTypeError(ctype.media_type)
+    return ctype.media_type

@@ -70,7 +70,10 @@ def decode_body(body: bytes, charset: str | None) -> str:
         # a BOM brings an encoding that replaces bad bytes, unless it is the preamble of the
         # charset's own (UTF-16LE: the UTF-8 one declares none)
         return codecs.getincrementaldecoder(codec)("replace").decode(data, final=False)
-    return _strict(data, codec, final=False)  # an unfinished sequence at the end is dropped
+    try:
+        return data.decode(codec)  # the common case, at C speed: the same text when it decodes
+    except UnicodeDecodeError:
+        return _strict(data, codec, final=False)  # an unfinished sequence at the end is dropped
 
 
 def xml_encoding(body: bytes) -> tuple[str, int]:
