@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -253,3 +254,37 @@ async def test_values_are_normalised_and_raw_kept(
         None,
         "U",
     )
+
+
+async def test_what_the_old_server_dropped_or_joined_is_done_the_same_and_warned(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    """Issue 13: two `services` keys in one JSON body are joined (Json.NET populated the same
+    list twice), and a form post never bound services (a field, not a property); both are
+    what the old server did, and both say so in the message's warnings."""
+    gw, _ = stack
+    m, acc = ids()
+    head = json.dumps({"msg_id": m, "accessionNo": acc})[:-1]
+    body = (
+        head + ',"services":[{"studyDesc":"CHEST PA"}],'
+        '"services":[{"studyDesc":"KUB","NoOfImages":1}]}'
+    ).encode()
+    assert (await post(http, gw, body))[0] == 200
+    message = await wait_processed(http, gw, m)
+    assert message["status"] == "applied"
+    assert any("lists were joined" in w for w in message["warnings"]), message["warnings"]
+    view = await order(http, gw, acc)
+    assert [(s["studyDesc"], s["noOfImages"]) for s in view["services"]] == [
+        ("CHEST PA", None),
+        ("KUB", 1),
+    ]
+    m2 = m + "-form"
+    form = f"msg_id={m2}&accessionNo={acc}&location=X-RAY+2&services[0].studyDesc=CT"
+    status, _ = await post(http, gw, form.encode(), "application/x-www-form-urlencoded")
+    assert status == 200
+    message = await wait_processed(http, gw, m2)
+    assert message["status"] == "applied"
+    assert any("never bound services" in w for w in message["warnings"]), message["warnings"]
+    view = await order(http, gw, acc)
+    assert view["location"] == "X-RAY 2"
+    assert [s["studyDesc"] for s in view["services"]] == ["CHEST PA", "KUB"]  # untouched
