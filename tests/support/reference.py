@@ -283,20 +283,28 @@ ORACLE_HELP = (
 
 def oracle_dir(repo: Path) -> Path | None:
     """The oracle's directory: $QCARE_ORACLE_DIR, else `shared/oracle` beside the repository
-    (the workspace layout: <workspace>/main and <workspace>/shared), also when this checkout
-    is a git worktree elsewhere (then beside the main checkout)."""
+    or one of its parents (the workspace layout: <workspace>/main and <workspace>/shared),
+    also when this checkout is a git worktree or a clone elsewhere (then beside the checkout
+    it belongs to or was cloned from)."""
     if os.environ.get("QCARE_ORACLE_DIR"):  # given: that one or none
         given = Path(os.environ["QCARE_ORACLE_DIR"])
         return given.resolve() if (given / "run.sh").is_file() else None
-    candidates = [repo.parent / "shared" / "oracle"]
-    try:
-        common = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-        candidates.append(Path(common).parent.parent / "shared" / "oracle")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    candidates = [parent / "shared" / "oracle" for parent in repo.parents]
+    for git_args in (
+        ["rev-parse", "--path-format=absolute", "--git-common-dir"],  # a worktree's checkout
+        ["remote", "get-url", "origin"],  # a clean clone (CI): the checkout it came from
+    ):
+        try:
+            found = subprocess.run(
+                ["git", *git_args],
+                cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            continue
+        origin = Path(found.removeprefix("file://"))
+        if origin.is_absolute():
+            base = origin.parent if origin.name == ".git" else origin
+            candidates.append(base.parent / "shared" / "oracle")
     for candidate in candidates:
         if (candidate / "run.sh").is_file():
             return candidate.resolve()
