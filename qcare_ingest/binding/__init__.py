@@ -8,6 +8,7 @@ that into an HTTP answer is the gateway's job (SPEC §2).
 from __future__ import annotations
 
 from ..limits import make_storable
+from .echo import safe_key
 from .form import bind_form
 from .jsonnet import bind_json
 from .media import Format, UnsupportedMediaTypeError, parse_content_type, select_format
@@ -29,6 +30,11 @@ def bind(fmt: Format, charset: str | None, body: bytes) -> BindResult:
     if result.model is not None:
         result.model, stored = make_storable(result.model)
         result.warnings.extend(stored)
+    if any(safe_key(key) != key for key in result.errors):
+        masked: dict[str, list[str]] = {}
+        for key, messages in result.errors.items():
+            masked.setdefault(safe_key(key), []).extend(messages)
+        result.errors = masked
     return result
 
 

@@ -25,3 +25,36 @@ def quote_number(value: str, fallback: str = "text that is not a number") -> str
 
 def quote_date(value: str, fallback: str = "text that is not a date") -> str:
     return f"'{value}'" if _DATEISH.match(value) else fallback
+
+
+# ModelState keys are member paths as the client wrote them (Json.NET keys an error at its
+# JSON path), so a client decides their text: a member name is shown when it could be a
+# programmer's (letters, `_`, `$`, up to 64), else as `<member>`; a key stops at 1,000.
+_KEY_PART = re.compile(r"(\[\d+\])|([^.\[\]]+)|(.)")
+_SAFE_NAME = re.compile(r"[A-Za-z_$][A-Za-z_$]{0,63}")
+MAX_KEY = 1000
+MASKED_MEMBER = "<member>"
+
+
+def safe_key(key: str) -> str:
+    """The ModelState key to answer and log: never a client's text value."""
+    if len(key) <= MAX_KEY and (not key or _SAFE_KEY.fullmatch(key)):
+        return key  # the common case: known names, plain names, indices
+    out: list[str] = []
+    size = 0
+    for m in _KEY_PART.finditer(key[: MAX_KEY * 4]):
+        part = m[0]
+        unsafe_name = m[2] is not None and not _SAFE_NAME.fullmatch(part)
+        if unsafe_name or (m[3] is not None and part != "."):
+            part = MASKED_MEMBER
+        if size + len(part) > MAX_KEY:
+            out.append("…")
+            break
+        out.append(part)
+        size += len(part)
+    return "".join(out)
+
+
+_SAFE_KEY = re.compile(
+    r"(?:[A-Za-z_$][A-Za-z_$]{0,63}|\[\d+\])(?:\.?[A-Za-z_$][A-Za-z_$]{0,63}|\[\d+\])*"
+)

@@ -43,8 +43,9 @@ _SVC_PROPS = {canon: canon for canon in SERVICE_FIELDS.values()}
 
 def _upper(name: str) -> str:
     """OrdinalIgnoreCase: char by char, never growing ("ß" stays)."""
-    if name.isascii():
-        return name.upper()
+    upper = name.upper()
+    if len(upper) == len(name):
+        return upper  # no character grew, so the same as char by char (at C speed)
     return "".join(c.upper() if len(c.upper()) == 1 else c for c in name)
 
 
@@ -112,9 +113,10 @@ _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 
 def _parts(text: str) -> int:
     """An upper bound on the objects, arrays, values and comments parsing would read:
-    brackets, commas and slashes outside strings."""
+    brackets, commas, slashes and parentheses (`new X(`, which nests) outside strings."""
     bare = _STRING.sub("", text)
-    return bare.count("[") + bare.count("{") + bare.count(",") + bare.count("/")
+    parts = bare.count("[") + bare.count("{") + bare.count(",") + bare.count("/")
+    return parts + bare.count("(")
 
 
 def parse(text: str) -> Any:
@@ -673,10 +675,11 @@ def bind_json(body: bytes, charset: str | None) -> BindResult:
     if _BLANK.fullmatch(text):
         return result  # whitespace only: null model, no error (j24)
     brackets = text.count("[") + text.count("{")
-    marks = brackets + text.count(",") + text.count("/")
+    marks = brackets + text.count(",") + text.count("/") + text.count("(")
     if marks > MAX_JSON_PARTS and _parts(text) > MAX_JSON_PARTS:
         # 4 MiB of "{}," would be 1.4 million objects (258 MB), of "1.5," a million values
-        # (240 MB), of "/**/" a million comments (seconds): for nothing a DTO can hold
+        # (240 MB), of "/**/" a million comments (seconds), of "new (" 800,000 levels of
+        # constructors (seconds, and a key of their path): for nothing a DTO can hold
         # (a deliberate limit the old server lacked)
         result.add(
             "", f"The JSON holds more than {MAX_JSON_PARTS} objects, arrays, values and comments"

@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 from qcare_ingest import limits
 from qcare_ingest.binding import form as form_binding
 from qcare_ingest.binding import select_format
+from qcare_ingest.binding.echo import safe_key
 from qcare_ingest.binding.netdate import parse_invariant
 from qcare_ingest.binding.text import BodyDecodeError, decode_body
 from qcare_ingest.dto import DTO_FIELDS, SERVICE_FIELDS
@@ -480,6 +481,23 @@ REGISTRY: list[Documented] = [
         "application/json",
         "refuses ['note']",
         "refuses [''] (not valid UTF-8 at offset 4011)",
+    ),
+    Documented(
+        "masked-member-names",
+        "a ModelState key naming a member the client made up with characters other than "
+        "letters, `_` and `$` (or over 64 of them), or a key over 1,000 characters",
+        lambda body, ct, theirs, mine: (
+            theirs.status is None
+            and mine.status is None
+            and theirs.error_keys != mine.error_keys
+            and frozenset(safe_key(key) for key in theirs.error_keys) == mine.error_keys
+        ),
+        "deliberate: Json.NET keys an error at the JSON path, so a client's text would be "
+        "echoed in the 400 and the log (SPEC: no personal data); it is shown as `<member>`",
+        b'{"msg_id":"m-1","CHAN TAI MAN A123456(3)":[x]}',
+        "application/json",
+        "refuses ['CHAN TAI MAN A123456(3)']",
+        "refuses ['<member>']",
     ),
 ]
 
