@@ -109,16 +109,27 @@ def decode_xml(body: bytes, charset: str | None) -> str:
         if actual != "utf-8":
             raise  # UTF-16 is converted ahead of the reader: all of it
         # UTF-8 is checked as the reader reads it, and never inside a comment
-        text = _COMMENT.sub(_blank_bad_bytes, body[skip:].decode("utf-8", "surrogateescape"))
-        bad = _ESCAPED.search(text)
+        text = body[skip:].decode("utf-8", "surrogateescape")
+        bad = _first_bad_byte(text)
         if bad is None:
-            return text
-        raise BodyDecodeError(str(exc), text[: bad.start()]) from None
+            return _ESCAPED.sub("\ufffd", text)  # only in comments: the reader never sees them
+        raise BodyDecodeError(str(exc), _ESCAPED.sub("\ufffd", text[:bad])) from None
 
 
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _ESCAPED = re.compile("[\udc80-\udcff]")
 
 
-def _blank_bad_bytes(m: re.Match[str]) -> str:
-    return _ESCAPED.sub("\ufffd", m[0])
+# what the reader reads through before a bad byte: text, comments (`<!--` to the first `-->`
+# after it) and a `<` that opens no comment; possessive, so it keeps no state per step
+_READ_THROUGH = re.compile(r"(?:[^<\udc80-\udcff]++|<!--.*?-->|<)*+", re.S)
+
+
+def _first_bad_byte(text: str) -> int | None:
+    """Where the first bad byte (surrogate-escaped) outside a comment is, if any. Linear: up to
+    the end of the last `-->` every opener but those overlapping it is closed, so no comment
+    is looked for to the end more than once; after it there are no comments."""
+    last = text.rfind("-->")
+    read = _READ_THROUGH.match(text, 0, last + 3 if last != -1 else 0)
+    assert read is not None  # it matches anything, the empty text too
+    bad = _ESCAPED.search(text, read.end())
+    return None if bad is None else bad.start()

@@ -65,10 +65,15 @@ _DECL = re.compile(
     re.ASCII,
 )
 _DECL_NAMES = {"utf-8": ("utf-8",), "utf-16-le": ("utf-16", "utf-16le")}
-# character references: the only ones outside CDATA sections and comments count
-_CHAR_REFS = re.compile(
-    r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|&#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}));", re.S
+# character references: the only ones outside CDATA sections and comments count. Only those
+# that may name a character the parser refuses are looked at: these patterns match more of
+# them than that, never fewer (_protect_char_refs checks each one with _invalid_char).
+_MAY_PROTECT_REF = (
+    r"&#(?:x0*(?:[1-8bcefBCEF]|1[0-9a-fA-F]|[dD][89a-fA-F][0-9a-fA-F]{2}|[fF]{3}[eEfF])"
+    r"|0*(?:[1-8]|1[124-9]|2[0-9]|3[01]|5[5-7][0-9]{3}|6553[45]));"
 )
+_MAY_PROTECT = re.compile(_MAY_PROTECT_REF)
+_OPENER = re.compile(r"<!--|<!\[CDATA\[")
 # element names a message may show: ours in any case (a client's name could be anything)
 _OUR_NAMES = {n.lower(): n for n in (*DTO_FIELDS, *SERVICE_FIELDS, "QCareDto", "ServicesInfo")}
 
@@ -115,41 +120,106 @@ def _unused_private_use(text: str) -> Iterator[str]:
             yield chr(code)
 
 
+def _sections(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of the CDATA sections and comments, each from its opener to the first
+    close after it. An opener never closed is none, and what follows it is still read; it is
+    known to be unclosed from where the last close is, so the text is read once."""
+    last_comment = text.rfind("-->")  # an opener at i is closed when i + 4 <= this
+    last_cdata = text.rfind("]]>")  # a CDATA section's when i + 9 <= this
+    pos = 0
+    while (m := _OPENER.search(text, pos)) is not None:
+        start = m.start()
+        pos = m.end()
+        if m[0] == "<!--":
+            if start + 4 <= last_comment:
+                pos = text.index("-->", start + 4) + 3
+                yield start, pos
+        elif start + 9 <= last_cdata:
+            pos = text.index("]]>", start + 9) + 3
+            yield start, pos
+
+
 def _protect_char_refs(text: str) -> tuple[str, dict[int, str]]:
     """Character references the parser would refuse become private-use placeholders (not
-    otherwise in the text); returns the text and placeholder -> character."""
-    if "&#" not in text:
-        return text, {}
-    refs: dict[int, str] = {}  # code -> placeholder
+    otherwise in the text); returns the text and placeholder -> character. References in
+    CDATA sections and comments are left alone."""
+    if "&#" not in text or _MAY_PROTECT.search(text) is None:
+        return text, {}  # the common case: nothing to protect, nothing more to read
+    pieces: list[str] = []  # outside sections, inside, outside, ... inside, outside
+    done = 0
+    for start, end in _sections(text):
+        pieces += (text[done:start], text[start:end])
+        done = end
+    pieces.append(text[done:])
+    outside = pieces[::2]
+    found: dict[str, None] = {}  # the references that may need it, first seen first
+    count = 0
+    for piece in outside:
+        matches = _MAY_PROTECT.findall(piece)
+        count += len(matches)
+        found.update(dict.fromkeys(matches))
+    refs: dict[int, str] = {}  # code -> placeholder, in the order the codes are first seen
+    swaps: dict[str, str] = {}  # reference -> placeholder
     free = _unused_private_use(text)
-
-    def swap(m: re.Match[str]) -> str:
-        if m[1] is None and m[2] is None:
-            return m[0]
-        code = int(m[1], 16) if m[1] is not None else int(m[2])
+    for ref in found:
+        digits = ref[2:-1]
+        if len(digits) > 7:  # 1 to 7 decimal digits, or x and 1 to 6 hex digits
+            continue
+        code = int(digits[1:], 16) if digits[0] == "x" else int(digits)
         if not _invalid_char(code):
-            return m[0]
+            continue
         if code not in refs:
             placeholder = next(free, None)
             if placeholder is None:
-                return m[0]  # the parser refuses it: nothing is lost
+                continue  # the parser refuses it: nothing is lost
             refs[code] = placeholder
-        return refs[code]
+        swaps[ref] = refs[code]
+    if not swaps:
+        return text, {}
+    # str.replace for each reference reads the text at C speed; a callback for each one found
+    # costs about what a thousand characters read does: whichever is less
+    replace = len(swaps) * sum(map(len, outside)) <= count * 1000
+    for index in range(0, len(pieces), 2):
+        # a reference ends at its ';' and holds no '&': every occurrence of it is one
+        if replace:
+            for ref, placeholder in swaps.items():
+                pieces[index] = pieces[index].replace(ref, placeholder)
+        else:
+            pieces[index] = _MAY_PROTECT.sub(lambda m: swaps.get(m[0], m[0]), pieces[index])
+    return "".join(pieces), {ord(p): chr(code) for code, p in refs.items()}
 
-    text = _CHAR_REFS.sub(swap, text)
-    return text, {ord(p): chr(code) for code, p in refs.items()}
+
+class _Scope:
+    """Namespace prefixes in scope: an element's own declarations over its parent's scope.
+    Shared by the elements that declare nothing, never changed: memory is linear in the body
+    (a lookup walks up at most MAX_DEPTH scopes)."""
+
+    __slots__ = ("declared", "parent")
+
+    def __init__(self, declared: dict[str, str], parent: _Scope | None) -> None:
+        self.declared = declared
+        self.parent = parent
+
+    def uri(self, prefix: str) -> str | None:
+        scope: _Scope | None = self
+        while scope is not None:
+            uri = scope.declared.get(prefix)
+            if uri is not None:
+                return uri
+            scope = scope.parent
+        return None
 
 
 class _Node:
     __slots__ = ("attrib", "children", "mixed", "scope", "tag", "texts")
 
-    def __init__(self, tag: str, attrib: dict[str, str], scope: dict[str, str]) -> None:
+    def __init__(self, tag: str, attrib: dict[str, str], scope: _Scope) -> None:
         self.tag = tag
         self.attrib = attrib
         self.children: list[_Node] = []
         self.texts: list[str] = []
         self.mixed = False  # a comment inside
-        self.scope = scope  # namespace prefixes in scope (shared, never changed)
+        self.scope = scope  # namespace prefixes in scope
 
 
 class _RootEnd(Exception):
@@ -162,7 +232,7 @@ class _Target:
     def __init__(self) -> None:
         self.stack: list[_Node] = []
         self.root: _Node | None = None
-        self.scopes: list[dict[str, str]] = [{"": ""}]
+        self.scopes: list[_Scope] = [_Scope({"": ""}, None)]
         self.pending: dict[str, str] = {}
         self.position: Callable[[], int] = lambda: 0  # the parser's current byte index
         self.root_start = 0
@@ -178,7 +248,7 @@ class _Target:
             raise XmlBindError(f"The XML is nested deeper than {MAX_DEPTH} levels")
         scope = self.scopes[-1]
         if self.pending:
-            scope = {**scope, **self.pending}
+            scope = _Scope(self.pending, scope)
             self.pending = {}
         self.scopes.append(scope)
         node = _Node(tag, attrib, scope)
@@ -210,19 +280,23 @@ class _Target:
         return self.root
 
 
+_QUOTE = re.compile(b"[\"']")
+
+
 def _tag_end(data: bytes, pos: int) -> int:
-    """The index of a well-formed tag's closing '>' (the first outside an attribute value)."""
-    quote = None
-    while pos < len(data):
-        ch = data[pos : pos + 1]
-        if quote is not None:
-            quote = None if ch == quote else quote
-        elif ch in (b'"', b"'"):
-            quote = ch
-        elif ch == b">":
-            return pos
+    """The index of a well-formed tag's closing '>' (the first outside an attribute value).
+    One step per attribute value, each searched for at C speed."""
+    while True:
+        close = data.find(b">", pos)
+        if close == -1:  # pragma: no cover - the parser saw the whole tag
+            return len(data)
+        quote = _QUOTE.search(data, pos, close)
+        if quote is None:
+            return close
+        pos = data.find(quote[0], quote.end())
+        if pos == -1:  # pragma: no cover - the parser saw the whole tag
+            return len(data)
         pos += 1
-    return pos  # pragma: no cover - the parser saw the whole tag
 
 
 def _check_after_root(data: bytes, root_start: int, root_end: int, *, whole: bool) -> None:
@@ -271,9 +345,10 @@ def _check_type(node: _Node, type_name: str) -> None:
     if value is None:
         return
     prefix, _, local = value.rpartition(":")
-    if prefix not in node.scope:
+    uri = node.scope.uri(prefix)
+    if uri is None:
         raise XmlBindError(f"<{type_name}> has an xsi:type with an undeclared prefix")
-    if (node.scope[prefix], local) != ("", type_name):
+    if (uri, local) != ("", type_name):
         raise XmlBindError(f"<{type_name}> has an xsi:type that is not {type_name}")
 
 
