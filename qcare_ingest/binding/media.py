@@ -13,6 +13,7 @@ of the request's: `*/*`, `text/*` and `application/*` all pick JSON. `applicatio
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,6 +38,11 @@ _SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
 _TOKEN_CHARS = frozenset(chr(c) for c in range(33, 127)) - _SEPARATORS
 
 
+# a media type as registered ones are spelled (`text/plain`, `application/vnd.ms-excel`) is
+# quoted back as Web API did; a "type" like `CHAN.TAI.MAN/A123456` is the client's own text
+_SHOWN_TYPE = re.compile(r"[A-Za-z.+*-]{1,40}/[A-Za-z.+*-]{1,60}")
+
+
 class UnsupportedMediaTypeError(Exception):
     """The request's media type is not one the endpoint reads (415)."""
 
@@ -46,11 +52,13 @@ class UnsupportedMediaTypeError(Exception):
                 "The request contains an entity body but no Content-Type header. The inferred "
                 "media type 'application/octet-stream' is not supported for this resource."
             )
-        else:
+        elif _SHOWN_TYPE.fullmatch(media_type):
             message = (
                 f"The request entity's media type '{safe_text(media_type, 100)}' is not supported "
                 "for this resource."
             )
+        else:  # the client's text, not a type anyone registers: not echoed (SPEC §5)
+            message = "The request entity's media type is not supported for this resource."
         super().__init__(message)
         self.message = message
 

@@ -148,3 +148,14 @@ def test_xml_utf8_is_checked_as_far_as_the_reader_reads() -> None:
     assert not bind(Format.XML, None, XML.encode() + b"\xff").ok
     assert bind(Format.XML, None, b"<!--\xff-->" + XML.encode()).ok  # comments: unchecked
     assert not bind(Format.XML, None, b"<QCareDto><name>\xff</name></QCareDto>").ok
+
+
+def test_a_415_quotes_a_media_type_but_not_a_clients_text() -> None:
+    """SPEC §5: `CHAN.TAI.MAN/A123456` parses as a media type; it is not echoed."""
+    with pytest.raises(UnsupportedMediaTypeError) as plain:
+        select_format("text/plain")
+    assert "'text/plain'" in plain.value.message
+    with pytest.raises(UnsupportedMediaTypeError) as personal:
+        select_format("CHAN.TAI.MAN/A123456")
+    assert "CHAN" not in personal.value.message
+    assert "A123456" not in personal.value.message
