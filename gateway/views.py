@@ -20,6 +20,7 @@ from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Settings
 from qcare_ingest.envelope import H_CLIENT, Envelope, now_utc
 from qcare_ingest.errors import PublishError, UnpublishableError
+from qcare_ingest.heap import release_free_memory
 from qcare_ingest.limits import MAX_MESSAGE_BYTES
 from qcare_ingest.views import message_view, order_view
 
@@ -73,11 +74,13 @@ def _refuse(
 def _bind_big(fmt: Format, charset: str | None, body: bytes) -> BindResult:
     """bind(), then a young-generation collection: an XML parser lives in a reference
     cycle with its input buffer (megabytes here), which the gateway's relaxed GC
-    thresholds (heap.py) would otherwise keep for several requests."""
+    thresholds (heap.py) would otherwise keep for several requests. The megabytes freed
+    go back to the system, or the next big bodies pile up on top of them."""
     try:
         return bind(fmt, charset, body)
     finally:
         gc.collect(1)
+        release_free_memory()
 
 
 async def _bind_request(request: web.Request) -> tuple[Format | None, BindResult | web.Response]:

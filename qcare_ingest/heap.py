@@ -15,7 +15,10 @@ almost every object at once; only cyclic garbage waits a little longer.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+from functools import cache
 
 GEN0 = 5000
 
@@ -26,3 +29,21 @@ def settle() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GEN0, gen1, gen2)
+
+
+@cache
+def _malloc_trim() -> ctypes._NamedFuncPointer | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc's malloc_trim): after a request that
+    handled megabytes, so that the process's resident size falls back instead of
+    ratcheting up with every large body."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
