@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..dates import parse_dotnet
@@ -24,6 +24,7 @@ from .jsonreader import JsonReaderError, JsonTextReader, NetDate
 from .netdate import parse_invariant
 from .result import BindResult
 from .text import BodyDecodeError, decode_body
+from .ticks import HONG_KONG_TICKS, MAX_TICKS, TICKS_PER_DAY, ticks_text
 
 MAX_DEPTH = jr.MAX_DEPTH
 _BIG_INT_CHARS = 380  # Json.NET refuses longer integer literals ("too large to parse")
@@ -158,15 +159,6 @@ def _net_fallback(text: str) -> NetDate | None:
     return NetDate(key[1], "Utc" if iso.endswith(("Z", "z")) else "Local")
 
 
-def _ticks_text(ticks: int) -> str:
-    w = _TICK_EPOCH + timedelta(microseconds=ticks // 10)
-    clock = f"{w.hour:02d}:{w.minute:02d}:{w.second:02d}.{w.microsecond:06d}{ticks % 10}"
-    return f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{clock}"
-
-
-_TICKS_PER_DAY = 864_000_000_000
-
-
 def _date_text(sent: str, value: NetDate) -> str:
     """The string to keep: as sent when dates.parse_dotnet reads it as the same value,
     else the canonical form of the value Json.NET produced (same instant and kind)."""
@@ -174,18 +166,18 @@ def _date_text(sent: str, value: NetDate) -> str:
     if _ticks_of(sent) == want:
         return sent
     if value.kind == "Unspecified":
-        if value.ticks % _TICKS_PER_DAY == 0:
+        if value.ticks % TICKS_PER_DAY == 0:
             # a day alone (`Oct 26 2025`) stays a day alone, as a form post stores it:
             # SPEC §3 completes it with studyTime
             alone = parse_invariant(sent, date_only=True)
             if alone is not None and len(alone) == 10:
                 return alone
-        return _ticks_text(value.ticks)
+        return ticks_text(value.ticks, "always")
     if value.kind == "Local":
-        local = value.ticks + jr.HONG_KONG_TICKS
-        if local <= jr.MAX_DATE_TICKS:
-            return _ticks_text(local) + "+08:00"
-    return _ticks_text(value.ticks) + "Z"
+        local = value.ticks + HONG_KONG_TICKS
+        if local <= MAX_TICKS:
+            return ticks_text(local, "always") + "+08:00"
+    return ticks_text(value.ticks, "always") + "Z"
 
 
 # -- the fast path: standard JSON already parsed, nothing unusual ----------------------------

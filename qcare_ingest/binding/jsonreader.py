@@ -21,6 +21,7 @@ from datetime import date
 from typing import Any
 
 from .echo import quote_date, quote_number
+from .ticks import HONG_KONG_TICKS, MAX_TICKS, TICKS_PER_SECOND
 
 # tokens
 NONE, START_OBJECT, START_ARRAY, START_CONSTRUCTOR, PROPERTY_NAME, COMMENT = range(6)
@@ -40,10 +41,7 @@ R_READ, R_INT32, R_STRING, R_DATETIME = range(4)
 MAX_DEPTH = 256
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_DATE_TICKS = 3155378975999999999
-_TICKS_PER_SECOND = 10_000_000
 _EPOCH_TICKS = 621355968000000000  # 1970-01-01 in ticks
-HONG_KONG_TICKS = 8 * 3600 * _TICKS_PER_SECOND  # the reference server runs in Asia/Hong_Kong
 
 # .NET char.IsWhiteSpace, plus NUL: the reader steps over both between tokens
 _WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -223,7 +221,7 @@ class NetDate:
 
 def _date_ticks(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> int:
     days = date(y, mo, d).toordinal() - 1
-    return ((days * 24 + h) * 60 + mi) * 60 * _TICKS_PER_SECOND + s * _TICKS_PER_SECOND
+    return ((days * 24 + h) * 60 + mi) * 60 * TICKS_PER_SECOND + s * TICKS_PER_SECOND
 
 
 def _two(text: str, i: int) -> int | None:
@@ -288,7 +286,7 @@ def _iso(text: str) -> NetDate | None:  # noqa: C901 (DateTimeParser, step by st
     ticks = _date_ticks(year, month, day, hour, minute, second) + fraction
     if zone == "utc":
         return NetDate(ticks, "Utc")
-    offset = (zone_hour * 60 + zone_minute) * 60 * _TICKS_PER_SECOND
+    offset = (zone_hour * 60 + zone_minute) * 60 * TICKS_PER_SECOND
     if zone == "west":
         return local_date(ticks + offset)
     if zone == "east":
@@ -299,7 +297,7 @@ def _iso(text: str) -> NetDate | None:  # noqa: C901 (DateTimeParser, step by st
 def local_date(utc_ticks: int) -> NetDate:
     """`ToLocalTime()` in Hong Kong, which stops at DateTime's ends: the UTC instant of the
     Local value it yields."""
-    return NetDate(max(0, min(utc_ticks, MAX_DATE_TICKS - HONG_KONG_TICKS)), "Local")
+    return NetDate(max(0, min(utc_ticks, MAX_TICKS - HONG_KONG_TICKS)), "Local")
 
 
 def _ms_date(text: str) -> NetDate | None:
@@ -321,7 +319,7 @@ def _ms_date(text: str) -> NetDate | None:
     if ms is None:
         return None
     ticks = ms * 10_000 + _EPOCH_TICKS
-    if not 0 <= ticks <= MAX_DATE_TICKS:
+    if not 0 <= ticks <= MAX_TICKS:
         raise JsonReaderError("/Date()/ out of range")
     return local_date(ticks) if kind == "Local" else NetDate(ticks, kind)
 

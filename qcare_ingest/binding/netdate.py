@@ -30,7 +30,9 @@ name before a numeric date). Non-ASCII digits are refused as .NET refuses them. 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date
+
+from .ticks import HONG_KONG_TICKS, MAX_TICKS, TICKS_PER_DAY, TICKS_PER_SECOND, ticks_text
 
 MAX_LENGTH = 256  # .NET has no limit; nothing a client sends as a date comes near it
 
@@ -47,12 +49,7 @@ REFUSED = (
     f"text longer than {MAX_LENGTH} characters",
 )
 
-_TICKS_PER_SECOND = 10_000_000
-_TICKS_PER_DAY = 86_400 * _TICKS_PER_SECOND
-_MAX_TICKS = 3_155_378_975_999_999_999  # DateTime.MaxValue
-_EPOCH = datetime(1, 1, 1)
-_MAX_OFFSET = 14 * 3600 * _TICKS_PER_SECOND
-_LOCAL_OFFSET = 8 * 3600 * _TICKS_PER_SECOND  # how a Local value is written: Hong Kong time
+_MAX_OFFSET = 14 * 3600 * TICKS_PER_SECOND
 
 # Char.IsWhiteSpace, trimmed at both ends (the reference takes U+00A0 and U+3000 there)
 _NET_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
@@ -153,7 +150,7 @@ def _parse(text: str) -> tuple[str, bool] | None:
             month = _MONTHS.get(m["mon"].lower()) if m.groupdict().get("mon") else int(m["mo"])
             if month is None:
                 return None
-            return _iso(_ticks(date(int(m["y"]), month, 1), 0, 0, 0, 0), ""), True
+            return ticks_text(_ticks(date(int(m["y"]), month, 1), 0, 0, 0, 0)), True
     for pattern in _DATES:  # each shape is tried: one may take a prefix another reads whole
         m = pattern.match(text)
         if m is None:
@@ -246,14 +243,14 @@ def _fraction_ticks(digits: str | None) -> int:
     for ch in digits:
         value += (ord(ch) - 48) * base
         base *= 0.1
-    return round(value * _TICKS_PER_SECOND)  # round half to even, as Math.Round
+    return round(value * TICKS_PER_SECOND)  # round half to even, as Math.Round
 
 
 def _ticks(day: date, hour: int, minute: int, second: int, fraction: int) -> int:
     if hour > 23 or minute > 59 or second > 59:
         raise ValueError("not a time of day")
     seconds = hour * 3600 + minute * 60 + second
-    return (day.toordinal() - 1) * _TICKS_PER_DAY + seconds * _TICKS_PER_SECOND + fraction
+    return (day.toordinal() - 1) * TICKS_PER_DAY + seconds * TICKS_PER_SECOND + fraction
 
 
 def _offset_ticks(zone: str) -> int | None:
@@ -268,40 +265,23 @@ def _offset_ticks(zone: str) -> int | None:
         hours, minutes = int(digits), 0
     if minutes >= 60:
         return None
-    offset = (hours * 3600 + minutes * 60) * _TICKS_PER_SECOND
+    offset = (hours * 3600 + minutes * 60) * TICKS_PER_SECOND
     return None if offset > _MAX_OFFSET else sign * offset
 
 
 def _result(ticks: int, zone: str | None, weekday: int | None = None) -> str | None:
-    if not 0 <= ticks <= _MAX_TICKS:
+    if not 0 <= ticks <= MAX_TICKS:
         return None  # fraction digits rounded past DateTime.MaxValue
-    if weekday is not None and (ticks // _TICKS_PER_DAY) % 7 != weekday:
+    if weekday is not None and (ticks // TICKS_PER_DAY) % 7 != weekday:
         return None  # checked on the date with its time added (23:59:59.99999999 is the next day)
     if zone is None:
-        return _iso(ticks, "")
+        return ticks_text(ticks)
     offset = 0 if zone.upper() in ("Z", "GMT") else _offset_ticks(zone)
     if offset is None:
         return None
     utc = ticks - offset
-    if not _TICKS_PER_DAY <= utc <= _MAX_TICKS - _TICKS_PER_DAY:
+    if not TICKS_PER_DAY <= utc <= MAX_TICKS - TICKS_PER_DAY:
         return None  # .NET clamps to MinValue/MaxValue, uses LMT or overflows there: refused
     if zone.upper() in ("Z", "GMT"):
-        return _iso(utc, "Z")
-    return _iso(utc + _LOCAL_OFFSET, "+08:00")
-
-
-def _iso(ticks: int, suffix: str) -> str:
-    micros, extra = divmod(ticks, 10)
-    value = _EPOCH + timedelta(microseconds=micros)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S") if value.year >= 1000 else _small_year(value)
-    fraction = value.microsecond * 10 + extra
-    if fraction:
-        text += f".{fraction:07d}"
-    return text + suffix
-
-
-def _small_year(value: datetime) -> str:
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
-    )
+        return ticks_text(utc) + "Z"
+    return ticks_text(utc + HONG_KONG_TICKS) + "+08:00"

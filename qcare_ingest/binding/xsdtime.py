@@ -16,12 +16,10 @@ the instant is written in UTC.
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
-TICKS_PER_SECOND = 10_000_000
-TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
-MAX_TICKS = 3_155_378_975_999_999_999  # DateTime.MaxValue
-_HK_OFFSET_TICKS = 8 * 3600 * TICKS_PER_SECOND  # Hong Kong's offset at DateTime.MaxValue
+from .ticks import HONG_KONG_TICKS, MAX_TICKS, TICKS_PER_SECOND, ticks_text
+
 _LEAP_YEAR = 1904
 # char.IsWhiteSpace
 _WHITE = frozenset(
@@ -198,18 +196,6 @@ def _ticks(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * TICKS_PER_SECOND
 
 
-def _format(ticks: int) -> str:
-    days, rest = divmod(ticks, TICKS_PER_DAY)
-    day = date(1, 1, 1) + timedelta(days=days)
-    seconds, fraction = divmod(rest, TICKS_PER_SECOND)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    text = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}"
-    if fraction:
-        text += "." + f"{fraction:07d}".rstrip("0")
-    return text
-
-
 def xsd_datetime(text: str) -> str | None:
     """The DTO text for an XML studyDate, or None when XmlConvert refuses it or when its
     value would depend on the day the message arrives (a time alone, a month or day without
@@ -227,16 +213,16 @@ def xsd_datetime(text: str) -> str | None:
     if parsed.zone is None:
         if parsed.kind == "date":
             return f"{year:04d}-{month:02d}-{day:02d}"
-        return _format(wall)
+        return ticks_text(wall, "trimmed")
     if parsed.zone == "Z":
-        return _format(wall) + "Z"
+        return ticks_text(wall, "trimmed") + "Z"
     offset = parsed.zone_minutes * 60 * TICKS_PER_SECOND
     utc = wall - offset if parsed.zone == "+" else wall + offset
     if utc < 0:
-        return _format(0) + "Z"  # clamped at DateTime.MinValue
-    if utc > MAX_TICKS - _HK_OFFSET_TICKS:
-        return _format(MAX_TICKS - _HK_OFFSET_TICKS) + "Z"  # Local clamped at MaxValue
+        return ticks_text(0, "trimmed") + "Z"  # clamped at DateTime.MinValue
+    if utc > MAX_TICKS - HONG_KONG_TICKS:
+        return ticks_text(MAX_TICKS - HONG_KONG_TICKS, "trimmed") + "Z"  # Local clamped at MaxValue
     if parsed.zone_minutes >= 24 * 60:
-        return _format(utc) + "Z"
+        return ticks_text(utc, "trimmed") + "Z"
     hours, minutes = divmod(parsed.zone_minutes, 60)
-    return f"{_format(wall)}{parsed.zone}{hours:02d}:{minutes:02d}"
+    return f"{ticks_text(wall, 'trimmed')}{parsed.zone}{hours:02d}:{minutes:02d}"
