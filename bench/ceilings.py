@@ -9,6 +9,7 @@ import aio_pika
 import asyncpg
 
 from bench.load import message
+from qcare_ingest.envelope import Envelope
 from qcare_ingest.topology import EXCHANGE, QUEUE, ROUTING_KEY, declare
 
 
@@ -110,4 +111,67 @@ async def naive_db_rate(database_url: str, n: int, connections: int, run: str) -
         await asyncio.gather(*(loop() for _ in range(connections)))
         return n / (time.perf_counter() - started)
     finally:
+        await pool.close()
+
+
+async def naive_worker_rate(amqp_url: str, database_url: str, n: int) -> float:
+    """A worker as people write it: aio-pika's consume callback, prefetch 32, a pool of 4
+    asyncpg connections, each message handled in its own task, in one transaction of
+    separate statements (inbox row, patient upsert, order upsert, service lines replaced),
+    acked one by one. Drains n messages already queued; first delivery to last ack."""
+    pool = await asyncpg.create_pool(database_url, min_size=4, max_size=4)
+    assert pool is not None
+    conn = await aio_pika.connect(amqp_url)
+    done = asyncio.Event()
+    count = 0
+    first: float | None = None
+    tasks: set[asyncio.Task[None]] = set()
+    failed: list[BaseException] = []
+
+    async def handle(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            await apply(msg)
+        except Exception as exc:  # a hung drain would hide it
+            failed.append(exc)
+            done.set()
+
+    async def apply(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal count
+        env = Envelope.decode(msg.body, msg.message_id, msg.headers)
+        key = "HKID:" + (env.dto.hkid or "")
+        acc = env.dto.accessionNo
+        async with pool.acquire() as db, db.transaction():
+            await db.execute(NAIVE[0], env.msg_id, env.digest, env.received_at, acc, key)
+            await db.execute(NAIVE[1], key, env.dto.hkid, env.dto.hkid, env.dto.name,
+                             env.version, env.msg_id)  # fmt: skip
+            await db.execute(NAIVE[2], acc, key, env.version, env.msg_id)
+            await db.execute(NAIVE[3], acc)
+            for line_no, _ in enumerate(env.dto.services or ()):
+                await db.execute(NAIVE[4], acc, line_no)
+        await msg.ack()
+        count += 1
+        if count >= n:
+            done.set()
+
+    async def on_message(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal first
+        if first is None:
+            first = time.perf_counter()
+        task = asyncio.ensure_future(handle(msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        channel = await conn.channel()
+        await channel.set_qos(prefetch_count=32)
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        tag = await queue.consume(on_message)
+        await done.wait()
+        elapsed = time.perf_counter() - (first or 0.0)
+        await queue.cancel(tag)
+        if failed:
+            raise failed[0]
+        return n / elapsed
+    finally:
+        await conn.close()
         await pool.close()

@@ -117,6 +117,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         statuses[status] = statuses.get(status, 0) + 1
         latencies.append(time.perf_counter() - due)
 
+    cpu_started = time.process_time()
     started = time.perf_counter()
     end = started + args.duration
     if args.mode == "closed":
@@ -159,6 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
+        "cpu_s": round(time.process_time() - cpu_started, 3),
     }
 
 

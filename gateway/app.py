@@ -21,7 +21,7 @@ from qcare_ingest.db import create_pool
 from qcare_ingest.openapi import document
 from qcare_ingest.store import init_connection
 
-from . import views
+from . import console, fhir, views
 from .accepted_log import AcceptedLog
 from .edge import BODY_BUDGET, BODY_TIMEOUT, BUDGET_BYTES, MAX_BODY, BodyBudget, expect_continue
 from .views import CLIENT, POOL, PUBLISHER, SETTINGS
@@ -73,6 +73,7 @@ ROUTE_SCOPES: dict[str, str] = {
     "/api/v1/qcare/updateXRayOrder": "post",
     "/api/v1/qcare/messages/{msg_id}": "status",
     "/api/v1/qcare/orders/{accession_no}": "read",
+    **fhir.ROUTE_SCOPES,
 }
 
 
@@ -121,7 +122,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     try:
         refusal = (
             _guard(request.app[SETTINGS], request, route)
-            if request.path.startswith("/api/")
+            if request.path.startswith(("/api/", fhir.PREFIX))
             else None
         )
         response = await handler(request) if refusal is None else refusal
@@ -158,7 +159,9 @@ async def _settle_heap(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[edge_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[fhir.outcome_middleware, edge_middleware]
+    )
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.body_timeout
     app[views.ACCEPTED] = AcceptedLog()
@@ -176,4 +179,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", views.metrics_view)
     app[views.OPENAPI] = json.dumps(document(auth=bool(settings.api_keys))).encode()
     app.router.add_get("/openapi.json", views.openapi_view)
+    console.setup(app)
+    fhir.add_routes(app)
     return app

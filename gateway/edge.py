@@ -56,12 +56,18 @@ class BodyTimeout(web.HTTPRequestTimeout):
         await super().write_eof(data)
         transport = self._closing_transport
         self._closing_transport = None
+        # by what the transport can do, not its class: a loop's transports need not derive
+        # from asyncio.WriteTransport (uvloop's do not: there every 408 lingered 10 s)
+        write_eof = getattr(transport, "write_eof", None)
+        can_write_eof = getattr(transport, "can_write_eof", None)
         if (
-            isinstance(transport, asyncio.WriteTransport)
+            transport is not None
+            and write_eof is not None
+            and can_write_eof is not None
             and not transport.is_closing()
-            and transport.can_write_eof()  # not over TLS: there aiohttp's close follows
+            and can_write_eof()  # not over TLS: there aiohttp's close follows
         ):
-            transport.write_eof()
+            write_eof()
 
 
 class BodyTooLarge(web.HTTPRequestEntityTooLarge):

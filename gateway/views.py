@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,7 @@ from qcare_ingest.api_models import MessageView, OrderView
 from qcare_ingest.binding import BindResult, Format, UnsupportedMediaTypeError, bind, select_format
 from qcare_ingest.broker import Publisher
 from qcare_ingest.config import Settings
-from qcare_ingest.envelope import H_CLIENT, Envelope, now_utc
+from qcare_ingest.envelope import Envelope, now_utc
 from qcare_ingest.errors import PublishError, UnpublishableError
 from qcare_ingest.heap import release_free_memory
 from qcare_ingest.limits import MAX_MESSAGE_BYTES
@@ -38,6 +39,7 @@ CLIENT = "qcare.client"
 BIG_BINDS = web.AppKey("big_binds", asyncio.Semaphore)
 LOGGED_FIELDS = 20  # ModelState keys named in a refusal's log line
 RETRY_AFTER_S = "5"
+Bound = tuple[Format | None, BindResult | web.Response, bytes]
 
 
 def _wants_xml(request: web.Request, fmt: Format | None) -> bool:
@@ -83,16 +85,23 @@ def _bind_big(fmt: Format, charset: str | None, body: bytes) -> BindResult:
         release_free_memory()
 
 
-async def _bind_request(request: web.Request) -> tuple[Format | None, BindResult | web.Response]:
-    """Read and bind the body: (format, result), or a refusal (415; 408, 413, 503 raised)."""
+@contextlib.asynccontextmanager
+async def _bound(request: web.Request) -> AsyncIterator[Bound]:
+    """Read and bind the body: (format, result or a refusal (415), the body's bytes); 408,
+    413 and 503 are raised. A big body stays counted against the body budget until the
+    `async with` ends, that is, until its journal copy is published too."""
     length = request.content_length
     if length is not None and length <= SMALL_BODY:
-        return _dispatch(request, await read_body(request), bind)
+        body = await read_body(request)
+        yield (*_dispatch(request, body, bind), body)
+        return
     async with big_body(request) as body:
         if len(body) <= SMALL_BODY:
-            return _dispatch(request, body, bind)
+            yield (*_dispatch(request, body, bind), body)
+            return
         async with request.app[BIG_BINDS]:  # about 4 x the body each while it is bound
-            return await _dispatch_async(request, body)
+            fmt, result = await _dispatch_async(request, body)
+        yield fmt, result, body
 
 
 def _dispatch(
@@ -119,7 +128,19 @@ async def _dispatch_async(
 
 async def update_xray_order(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    fmt, result = await _bind_request(request)  # 408 past the deadline, 413 above 4 MiB
+    async with _bound(request) as (fmt, result, body):  # 408 past the deadline, 413 above 4 MiB
+        return await _accept(request, fmt, result, body, started)
+
+
+async def _accept(
+    request: web.Request,
+    fmt: Format | None,
+    result: BindResult | web.Response,
+    body: bytes,
+    started: float,
+) -> web.Response:
+    """Refuse what did not bind; else publish the update (canonical JSON + the request's
+    bytes for the journal) and answer 200 once RabbitMQ confirmed it."""
     if isinstance(result, web.Response):
         return result
     model_state = problems(result)
@@ -133,6 +154,7 @@ async def update_xray_order(request: web.Request) -> web.Response:
         return _refuse(request, fmt, 400, model_state)
     dto = result.model
     assert dto.msg_id is not None
+    client = request.get(CLIENT)
     env = Envelope(
         msg_id=dto.msg_id,
         received_at=now_utc(),
@@ -140,19 +162,17 @@ async def update_xray_order(request: web.Request) -> web.Response:
         dto=dto,
         content_type=request.headers.get("Content-Type"),
         warnings=tuple(result.warnings),
+        raw=body,
+        client=client,
     )
     if len(env.body) > MAX_MESSAGE_BYTES:  # the limits make this impossible; never publish it
         log.error(
             "message over the size bound", extra={"action": "oversize", "bytes": len(env.body)}
         )
         return _refuse(request, fmt, 400, {"dto": ["The update is larger than a message may be."]})
-    headers = env.headers()
-    client = request.get(CLIENT)
-    if client:
-        headers[H_CLIENT] = client
     publish_started = time.perf_counter()
     try:
-        await request.app[PUBLISHER].publish(env.body, env.msg_id, headers)
+        await request.app[PUBLISHER].publish(env.payload(), env.msg_id, env.headers())
     except UnpublishableError as exc:  # the limits and escaped headers should make it impossible
         log.error(
             "update could not be framed", extra={"action": "unpublishable", "error": str(exc)}

@@ -3,11 +3,21 @@ from these and from the DTO the gateway binds with, so code and document cannot 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .dto import QCareDto
+from .fields import ORDER_DERIVED, PATIENT_DERIVED
+
+_DERIVED = {d.read: d.description for d in (*PATIENT_DERIVED, *ORDER_DERIVED)}
+
+
+def _describe_derived(schema: dict[str, Any], model: type[Any]) -> None:
+    """Descriptions of `normalized`'s members, from fields.py's derived columns."""
+    for name, prop in schema.get("properties", {}).items():
+        if name in _DERIVED and isinstance(prop, dict):
+            prop.setdefault("description", _DERIVED[name])
 
 
 class Queued(BaseModel):
@@ -43,13 +53,17 @@ class MessageView(BaseModel):
 
 
 class Normalized(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """What the worker derived from the values as sent."""
+
+    # fields.PATIENT_DERIVED and ORDER_DERIVED
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_describe_derived)
 
     hkid: str | None
     hkidValid: bool | None
     gender: Literal["M", "F", "U"] | None
     dob: str | None
-    studyAt: str | None = Field(description="the study instant, ISO 8601 UTC")
+    studyAt: str | None
 
 
 class OrderView(QCareDto):

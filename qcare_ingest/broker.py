@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import struct
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingM
 from yarl import URL
 
 from .amqp_io import CoalescingTransportFactory
+from .amqp_urls import addresses, where
 from .errors import PublishError, UnpublishableError
 from .tls import amqp_context
 from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
@@ -48,8 +50,42 @@ async def connect(
     url: str, timeout: float, coalesce: bool = False, ca_file: str | None = None
 ) -> AbstractConnection:
     """A plain (non-robust) connection: callers own reconnection, so nothing hides a failure.
+    `url`: one URL or a cluster's nodes (amqp_urls.py), tried in shuffled order within
+    `timeout` (each gets an equal share of what is left, the last one all of it): callers
+    that lost a node come back on another one, and clients spread over the nodes.
     `coalesce`: frames written in one loop iteration go out in one send (amqp_io).
-    `amqps://`: TLS 1.2+, the broker's certificate and host name verified (`ca_file`)."""
+    `amqps://`: TLS 1.2+, each node's certificate and host name verified (`ca_file`)."""
+    candidates = addresses(url)
+    random.shuffle(candidates)
+    deadline = time.monotonic() + timeout
+    failures: list[str] = []
+    for left, address in zip(range(len(candidates), 0, -1), candidates, strict=True):
+        budget = max(0.001, (deadline - time.monotonic()) / left)
+        try:
+            conn = await _connect_one(address, budget, coalesce, ca_file)
+        except Exception as exc:
+            if left == 1:
+                if failures:
+                    exc.add_note("other nodes: " + "; ".join(failures))
+                raise
+            failures.append(f"{where(address)}: {type(exc).__name__}")
+            log.info(
+                "broker node unreachable, trying another",
+                extra={"action": "broker_node_failed", "node": where(address),
+                       "error": type(exc).__name__},
+            )  # fmt: skip
+            continue
+        log.info(
+            "broker node connected",
+            extra={"action": "broker_node", "node": where(address), "nodes": len(candidates)},
+        )
+        return conn
+    raise AssertionError("unreachable")
+
+
+async def _connect_one(
+    url: str, timeout: float, coalesce: bool, ca_file: str | None
+) -> AbstractConnection:
     conn = aio_pika.Connection(URL(url), ssl_context=amqp_context(url, ca_file))
     if coalesce:
         conn.kwargs["transport_factory"] = CoalescingTransportFactory()

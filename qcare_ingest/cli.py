@@ -1,4 +1,4 @@
-"""`qcare-ingest`: migrate | gateway | worker | dlq … (SPEC §1).
+"""`qcare-ingest`: migrate | gateway | worker | dlq | rebuild … (SPEC §1).
 
 The gateway and worker entry packages are loaded by name at run time, so the
 core package never imports them (tests/unit/test_layering.py).
@@ -25,7 +25,11 @@ async def _migrate(settings: Settings) -> int:
     from .db import migrate
     from .topology_upgrade import UpgradeError, upgrade
 
-    services = {"gateway": settings.gateway_database_url, "worker": settings.worker_database_url}
+    services = {
+        "gateway": settings.gateway_database_url,
+        "worker": settings.worker_database_url,
+        "worklist": settings.worklist_database_url,
+    }
     try:
         applied = await migrate(settings.database_url, {k: v for k, v in services.items() if v})
     except ValueError as exc:  # a service URL that cannot be set up (another database)
@@ -76,6 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="age in days (audit rows: at least QCARE_AUDIT_RETENTION_DAYS)",
     )
     prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="re-apply the journal into a fresh schema and compare with the live tables",
+    )
+    rebuild.add_argument(
+        "--keep", action="store_true", help="keep the rebuilt schema for inspection"
+    )
+    worklist = sub.add_parser(
+        "worklist", help="run the DICOM Modality Worklist C-FIND SCP over the applied orders"
+    )
+    worklist.add_argument("--port", type=int, help="listen here (QCARE_WORKLIST_PORT)")
     sub.add_parser("gateway", help="run the HTTP gateway", add_help=False)
     sub.add_parser("worker", help="run one worker process", add_help=False)
     sub.add_parser("dlq", help="inspect and replay the dead-letter queue", add_help=False)
@@ -87,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = entry.main(argv[1:])
         return code
     args = parser.parse_args(argv)
-    settings = load_or_exit("qcare-ingest")
+    overrides = {"worklist_port": args.port} if args.command == "worklist" else {}
+    settings = load_or_exit("qcare-ingest", **overrides)
     configure_logging(settings.log_level, service=args.command)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
@@ -121,6 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout,
             )
         )
+    if args.command == "rebuild":
+        from .rebuild import run as rebuild_run
+
+        return asyncio.run(rebuild_run(settings.database_url, args.keep, sys.stdout))
+    if args.command == "worklist":
+        from .worklist.scp import run as worklist_run
+
+        return worklist_run(settings)
     if args.command == "status":
         from .status import run
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .amqp_urls import addresses
 from .errors import ConfigError
 
 PREFIX = "QCARE_"
@@ -69,6 +70,29 @@ def parse_api_keys(raw: str) -> dict[str, ApiKey]:
     return keys
 
 
+_AE_CHARS = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # AE VR: 16, no backslash, no controls
+
+
+def _ae_title(value: str) -> str:
+    """An AE title as given, trimmed; refused when empty, over 16 characters or not
+    printable ASCII without a backslash (DICOM's AE value representation)."""
+    title = value.strip()
+    if not _AE_CHARS.fullmatch(title):
+        raise ValueError(f"not an AE title (1-16 printable ASCII characters, no '\\'): {title!r}")
+    return title
+
+
+def parse_stations(raw: str) -> dict[str, str]:
+    """`ROOM 1=CR01,ROOM 2=DX02` -> {location: station AE title}."""
+    stations: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        location, sep, ae = item.partition("=")
+        if not sep or not location.strip():
+            raise ValueError("entries must look like location=AE_TITLE")
+        stations[location.strip()] = _ae_title(ae)
+    return stations
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -79,8 +103,10 @@ def is_loopback(host: str) -> bool:
 
 
 # user-info's password: from "scheme://user:" to the last "@" before the host (a password
-# may hold ",", "#", "/" or "?"; a list of URLs has one "@" per URL)
-_USERINFO_PASSWORD = re.compile(r"(?P<head>://[^:@/?#,\s]*:)(?P<secret>[^@\s]*)(?=@)")
+# may hold ",", "#", "/", "?", a space or an "@": yarl and libpq split user-info from the
+# host at the last "@"; a password never reaches into the next URL: without user-info,
+# "amqp://h:5672/,amqp://u:pw@h2" must not read "5672/,amqp://u:pw" as h's password)
+_USERINFO_PASSWORD = re.compile(r"(?P<head>://[^:@/?#,\s]*:)(?P<secret>(?:(?!://)[^\r\n])*)(?=@)")
 _SECRET_PARAM = re.compile(
     r"(?P<head>[?&;][^=&;#]*(?:pass|pwd|secret|token)[^=&;#]*=)(?P<secret>[^&;#\s]*)",
     re.IGNORECASE,
@@ -134,6 +160,13 @@ class Settings(BaseSettings):
     def _keys(cls, value: Any) -> Any:
         return parse_api_keys(value) if isinstance(value, str) else value
 
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_addresses(cls, value: str) -> str:
+        """A malformed list of nodes stops a process at start, not at its first connect."""
+        addresses(value)
+        return value
+
     # Least privilege (issue 14): the gateway's and the workers' own database roles. Empty:
     # QCARE_DATABASE_URL, as before. `migrate` (run with the owner's QCARE_DATABASE_URL)
     # creates the roles these URLs name, with their passwords, and grants what each needs.
@@ -141,6 +174,42 @@ class Settings(BaseSettings):
     worker_database_url: str = ""
     # `prune` keeps audit rows at least this long, whatever --older-than says (7 years)
     audit_retention_days: int = Field(default=2557, ge=1)
+
+    # --- issue 16: the DICOM Modality Worklist SCP (`qcare-ingest worklist`) ---
+    worklist_host: str = "127.0.0.1"
+    worklist_port: int = Field(default=11112, ge=0, le=65535)
+    worklist_ae: str = "QCARE"  # the called AE title modalities address
+    # calling AE titles allowed to associate, comma-separated; empty: any
+    worklist_calling_aes: Annotated[tuple[str, ...], NoDecode] = ()
+    # location -> ScheduledStationAETitle, `ROOM 1=CR01,ROOM 2=DX02`; unlisted: empty
+    worklist_stations: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    worklist_query_timeout: float = Field(default=10.0, gt=0)  # seconds for one C-FIND's read
+    # the worklist's own read-only role (SELECT on patients, orders, order_services); empty:
+    # QCARE_DATABASE_URL
+    worklist_database_url: str = ""
+
+    @property
+    def worklist_dsn(self) -> str:
+        return self.worklist_database_url or self.database_url
+
+    @field_validator("worklist_ae")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @field_validator("worklist_calling_aes", mode="before")
+    @classmethod
+    def _calling_aes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(_ae_title(p) for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("worklist_stations", mode="before")
+    @classmethod
+    def _stations(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_stations(value)
+        return value
 
     @property
     def gateway_dsn(self) -> str:
@@ -270,6 +339,8 @@ class Settings(BaseSettings):
                 value = _mask_url(value)
             elif isinstance(value, tuple):
                 value = ",".join(str(v) for v in value)
+            elif name == "worklist_stations":
+                value = ",".join(f"{k}={v}" for k, v in value.items())
             out[PREFIX + name.upper()] = value
         return out
 

@@ -112,16 +112,32 @@ def parse_study_time(text: str | None) -> time | None:
 def to_instant(parsed: DotNetDate, study_time: time | None = None) -> datetime | None:
     """The instant the value names (no offset means Hong Kong wall-clock time), or None
     when it cannot be one: .NET's DateTime.MinValue in Hong Kong time, or MaxValue with a
-    negative offset, lies outside what UTC (and Python) can hold. Callers keep the text."""
+    negative offset, lies outside what UTC (and Python) can hold, and the first and last
+    microseconds UTC holds are the ones asyncpg writes as -infinity / infinity (the
+    `0001-01-01T00:00:00Z` a client sends would be read back as a naive datetime.min).
+    Callers keep the text."""
     value = parsed.value
     if parsed.date_only and study_time is not None:
         value = datetime.combine(value.date(), study_time, value.tzinfo)
     if value.tzinfo is None:
         value = value.replace(tzinfo=HONG_KONG)
     try:
-        value.astimezone(UTC)
+        utc = value.astimezone(UTC)
         value.astimezone(HONG_KONG)  # reads show it in Hong Kong time
     except OverflowError:
+        return None
+    if utc.replace(tzinfo=None) in (datetime.min, datetime.max):
+        return None  # asyncpg would store these two as -infinity / infinity
+    return value
+
+
+def stored_instant(value: datetime | None) -> datetime | None:
+    """A timestamptz as asyncpg reads it back, or None for PostgreSQL's -infinity and
+    infinity, which asyncpg returns as naive datetime.min / datetime.max (rows written
+    before `to_instant` refused those two instants hold them; `rebuild` reports them).
+    Readers that show an instant in a time zone call this first: a naive value there
+    raised ValueError (year 0) and turned a search into a 500."""
+    if value is None or value.tzinfo is None:
         return None
     return value
 

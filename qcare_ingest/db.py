@@ -60,18 +60,24 @@ async def ensure_database(url: str) -> bool:
 # the owner (migrate, prune, the CLI) may update or delete audit rows, or read them.
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "gateway": [
-        ("SELECT", ("inbox", "inbox_conflicts", "patients", "orders", "order_services")),
+        ("SELECT", ("inbox", "inbox_conflicts", "patients", "orders", "order_services", "journal")),
         ("INSERT", ("audit_log",)),
     ],
     "worker": [
         ("SELECT, INSERT, UPDATE", ("inbox", "patients", "orders")),
         ("SELECT, INSERT, UPDATE, DELETE", ("order_services",)),
-        ("SELECT, INSERT", ("inbox_conflicts",)),
+        ("SELECT, INSERT", ("inbox_conflicts", "journal")),
+    ],
+    # the DICOM worklist (issue 16) reads orders and their patients and audits its reads
+    "worklist": [
+        ("SELECT", ("patients", "orders", "order_services")),
+        ("INSERT", ("audit_log",)),
     ],
 }
 SEQUENCES: dict[str, tuple[str, ...]] = {
     "gateway": ("audit_log_id_seq",),
     "worker": ("inbox_conflicts_id_seq",),
+    "worklist": ("audit_log_id_seq",),
 }
 
 

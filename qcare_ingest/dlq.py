@@ -30,23 +30,24 @@ import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from . import audit
+from .ackfence import AckFence
 from .broker import connect, republish
 from .config import Settings, load_or_exit
 from .deadletter import H_ATTEMPTS, H_ERROR, H_LAST_FAILURE, H_REASON, H_REPLAYED
-from .envelope import H_ATTEMPT
+from .envelope import H_ATTEMPT, split_payload
+from .errors import DecodeError
+from .fields import FIELDS, SERVICE_FIELDS
 from .normalize import mask_id
 from .textsafe import escape_json, safe_text
 from .topology import DLQ, EXCHANGE, ROUTING_KEY, declare
 
-# `show` prints these DTO fields as they are; every other field is masked unless --reveal
-# (issue 14): an allow-list, so a field added later, or a body in an unexpected shape,
-# is masked by default. The identifiers keep a hint of themselves (A12****(3)).
-SHOWN_FIELDS = frozenset(
-    {"msg_id", "accessionNo", "studyDate", "studyTime", "location", "plan_type", "ref_doctor",
-     "ref_clinic_fullname", "csCode", "modality", "refClinicFullname", "examClinicFullName"}
-)  # fmt: skip
-SHOWN_SERVICE_FIELDS = frozenset({"studyDesc", "bodypart", "noOfImages", "warningTime"})
-IDENTIFIERS = frozenset({"hkid", "passno"})
+# `show` prints these DTO fields as they are: the table's (fields.py) fields that are not
+# personal (services, a list, is looked into line by line); every other field is masked
+# unless --reveal (issue 14): an allow-list, so a body in an unexpected shape is masked by
+# default. The identifiers keep a hint of themselves (A12****(3)).
+SHOWN_FIELDS = frozenset(f.name for f in FIELDS if not f.personal and f.sql_type != "jsonb")
+SHOWN_SERVICE_FIELDS = frozenset(f.name for f in SERVICE_FIELDS if not f.personal)
+IDENTIFIERS = frozenset(f.name for f in (*FIELDS, *SERVICE_FIELDS) if f.identifier)
 HIDDEN = "***"
 # Characters of a value `list` shows: a whole msg_id (AMQP: at most 255 bytes), a whole
 # accessionNo (at most 64) with room for escapes.
@@ -114,7 +115,7 @@ def describe(message: AbstractIncomingMessage) -> Dead:
         failed = death["time"].replace(tzinfo=UTC)
     accession = None
     try:
-        body = json.loads(message.body)
+        body = json.loads(dto_bytes(message))
         found = body.get("accessionNo") if isinstance(body, dict) else None
         if found is not None:
             accession = found if isinstance(found, str) else json.dumps(found)
@@ -128,6 +129,15 @@ def describe(message: AbstractIncomingMessage) -> Dead:
         int(attempts) if isinstance(attempts, int) else 0,
         failed,
     )
+
+
+def dto_bytes(message: AbstractIncomingMessage) -> bytes:
+    """The canonical DTO JSON of a queued message (its body without the request's bytes the
+    journal keeps; a body whose split header is bad is shown whole, as undecodable)."""
+    try:
+        return split_payload(message.body, dict(message.headers or {}))[0]
+    except DecodeError:
+        return message.body
 
 
 def _mask_value(key: str, value: Any) -> Any:
@@ -200,6 +210,7 @@ async def replay(
     channel: AbstractChannel, chosen: list[Dead], report: Callable[[int, int], None]
 ) -> int:
     exchange = await channel.get_exchange(EXCHANGE)
+    acks = AckFence(await channel.declare_queue(DLQ, passive=True))
     for done, dead in enumerate(chosen, start=1):
         src = dead.message
         headers = {
@@ -218,8 +229,22 @@ async def replay(
         replayed = headers.get(H_REPLAYED, 0)
         headers[H_REPLAYED] = (replayed if isinstance(replayed, int) else 0) + 1
         await republish(exchange, ROUTING_KEY, src, headers)
-        await src.ack()  # only after the confirm above
+        await acks.ack(src)  # only after the confirm above
         report(done, len(chosen))
+    await acks.settle()
+    return len(chosen)
+
+
+async def purge(
+    channel: AbstractChannel, chosen: list[Dead], report: Callable[[int, int], None] | None = None
+) -> int:
+    """Ack (delete) these held messages, every ack settled before this returns."""
+    acks = AckFence(await channel.declare_queue(DLQ, passive=True))
+    for done, dead in enumerate(chosen, start=1):
+        await acks.ack(dead.message)
+        if report is not None:
+            report(done, len(chosen))
+    await acks.settle()
     return len(chosen)
 
 
@@ -250,7 +275,9 @@ def _show(dead: list[Dead], msg_id: str, out: TextIO, err: TextIO, reveal: bool 
             "reason": d.reason,
             "error": headers.get(H_ERROR),
             "headers": headers,
-            "dto": revealed_body(d.message.body) if reveal else masked_body(d.message.body),
+            "dto": revealed_body(dto_bytes(d.message))
+            if reveal
+            else masked_body(dto_bytes(d.message)),
         }
         text = json.dumps(shown, indent=2, default=str, ensure_ascii=False)
         out.write(escape_json(text) + "\n")
@@ -302,8 +329,7 @@ async def _move(
     if not args.yes and not await _confirm_purge(len(chosen), err):
         err.write("nothing purged\n")
         return 1
-    for d in chosen:
-        await d.message.ack()
+    await purge(channel, chosen)
     err.write(f"purged {len(chosen)} message(s)\n")
     return 1 if missing else 0
 
@@ -337,7 +363,7 @@ async def _audit_reveal(
 
 
 async def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    conn = await connect(settings.amqp_url, timeout=10)
+    conn = await connect(settings.amqp_url, timeout=10, ca_file=settings.amqp_ca_file)
     try:
         topology = await declare(conn, settings.delivery_limit, settings.retry_delays)
         dead = await fetch_all(topology.channel)

@@ -13,48 +13,35 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import fields
 from .dates import parse_dotnet
 from .errors import DecodeError
 from .normalize import patient_key
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-# C# property name -> canonical (JSON sample) name, in declaration order.
-DTO_FIELDS: dict[str, str] = {
-    "msg_id": "msg_id",
-    "name": "name",
-    "hkid": "hkid",
-    "passno": "passno",
-    "gender": "gender",
-    "dob": "dob",
-    "studyDate": "studyDate",
-    "studyTime": "studyTime",
-    "location": "location",
-    "chitno": "chitno",
-    "plan_type": "plan_type",
-    "ref_doctor": "ref_doctor",
-    "ref_clinic_fullname": "ref_clinic_fullname",
-    "csCode": "csCode",
-    "modality": "modality",
-    "Address": "address",
-    "accessionNo": "accessionNo",
-    "refClinicFullname": "refClinicFullname",
-    "examClinicFullName": "examClinicFullName",
-    "services": "services",
-}
-SERVICE_FIELDS: dict[str, str] = {
-    "studyDesc": "studyDesc",
-    "bodypart": "bodypart",
-    "NoOfImages": "noOfImages",
-    "WarningTime": "warningTime",
-}
-SERVICE_INT_FIELDS = frozenset({"noOfImages", "warningTime"})
+# C# property name -> canonical (JSON sample) name, in declaration order (fields.py).
+DTO_FIELDS: dict[str, str] = {f.wire: f.name for f in fields.FIELDS}
+SERVICE_FIELDS: dict[str, str] = {f.wire: f.name for f in fields.SERVICE_FIELDS}
+SERVICE_INT_FIELDS = frozenset(f.name for f in fields.SERVICE_FIELDS if f.integer)
+
+
+_DESCRIBED = {**fields.BY_NAME, **fields.SERVICE_BY_NAME}
+
+
+def _describe(schema: dict[str, Any], model: type[Any]) -> None:
+    """JSON Schema (OpenAPI) descriptions of a model's DTO fields, from fields.py."""
+    for name, prop in schema.get("properties", {}).items():
+        spec = _DESCRIBED.get(name)
+        if spec is not None and isinstance(prop, dict):
+            prop.setdefault("description", spec.description)
 
 
 class ServicesInfo(BaseModel):
     """One service line of an order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # fields.SERVICE_FIELDS, in their order (tests/unit/test_fields.py holds the two together)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra=_describe)
 
     studyDesc: str | None = None
     bodypart: str | None = None
@@ -65,7 +52,8 @@ class ServicesInfo(BaseModel):
 class QCareDto(BaseModel):
     """A QCare update of a patient, a referring doctor or an X-ray order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # fields.FIELDS, in their order (tests/unit/test_fields.py holds the two together)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra=_describe)
 
     msg_id: str | None = None
     name: str | None = None
@@ -73,9 +61,7 @@ class QCareDto(BaseModel):
     passno: str | None = None
     gender: str | None = None
     dob: str | None = None
-    studyDate: str | None = Field(
-        default=None, description=".NET date as sent (0-7 fraction digits, Z, offset or none)"
-    )
+    studyDate: str | None = None
     studyTime: str | None = None
     location: str | None = None
     chitno: str | None = None

@@ -1,4 +1,12 @@
-"""The message on the queue: canonical DTO body plus the gateway's headers (SPEC §2)."""
+"""The message on the queue: canonical DTO body plus the gateway's headers (SPEC §2).
+
+Since the journal (issue 15) the AMQP body is the canonical DTO JSON followed by the request's
+own bytes, and `x-qcare-raw-bytes` says how many bytes at the end are the request's. The
+canonical JSON is what the worker applies and what the duplicate digest covers; the request
+bytes are what the journal keeps, so that the console can show what the clinic sent and
+`qcare-ingest rebuild` can bind it again. A message without the header (queued before the
+journal) is canonical JSON alone. Read a body through `split_payload`, never `json.loads`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ H_CONTENT_TYPE = "x-qcare-content-type"  # the request's original Content-Type
 H_CLIENT = "x-qcare-client"  # the API key name that posted it
 H_ATTEMPT = "x-qcare-attempt"  # delay-queue round (0 on first delivery)
 H_WARNINGS = "x-qcare-warnings"  # what the gateway changed to make the update storable
+H_RAW_BYTES = "x-qcare-raw-bytes"  # how many bytes at the body's end are the request's own
 
 MAX_WARNINGS = 32
 
@@ -40,6 +49,8 @@ class Envelope:
     content_type: str | None = None
     attempt: int = 0
     warnings: tuple[str, ...] = ()  # the gateway's, stored with the message's own
+    raw: bytes | None = None  # the request body as received (None: queued before the journal)
+    client: str | None = None  # the API key's name that posted it
 
     # Derived once: the batch merge compares versions per field and digests per duplicate.
     @cached_property
@@ -82,13 +93,22 @@ class Envelope:
             headers[H_CONTENT_TYPE] = safe_text(self.content_type, 200)
         if self.warnings:
             headers[H_WARNINGS] = json.dumps(self.warnings[:MAX_WARNINGS])
+        if self.client is not None:
+            headers[H_CLIENT] = self.client
+        if self.raw is not None:
+            headers[H_RAW_BYTES] = len(self.raw)
         return headers
+
+    def payload(self) -> bytes:
+        """The AMQP body: canonical JSON, then the request's bytes (see the module's doc)."""
+        return self.body if self.raw is None else self.body + self.raw
 
     @classmethod
     def decode(
-        cls, body: bytes, message_id: str | None, headers: dict[str, Any] | None
+        cls, payload: bytes, message_id: str | None, headers: dict[str, Any] | None
     ) -> Envelope:
         headers = headers or {}
+        body, request_bytes = split_payload(payload, headers)
         dto = QCareDto.decode(body)
         msg_id = dto.msg_id
         if not msg_id or not msg_id.strip():
@@ -106,6 +126,9 @@ class Envelope:
             raise DecodeError(f"{H_RECEIVED_AT} header has no offset")
         attempt = headers.get(H_ATTEMPT, 0)
         ctype = headers.get(H_CONTENT_TYPE)
+        client = headers.get(H_CLIENT)
+        if isinstance(client, bytes):
+            client = client.decode(errors="replace")
         return cls(
             msg_id=msg_id,
             received_at=received_at.astimezone(UTC),
@@ -114,7 +137,21 @@ class Envelope:
             content_type=str(ctype) if ctype is not None else None,
             attempt=attempt if isinstance(attempt, int) else 0,
             warnings=_warnings(headers.get(H_WARNINGS)),
+            raw=request_bytes,
+            client=safe_text(str(client), 200) if client is not None else None,
         )
+
+
+def split_payload(payload: bytes, headers: dict[str, Any] | None) -> tuple[bytes, bytes | None]:
+    """(canonical JSON, request bytes or None) of an AMQP body; DecodeError if the raw-bytes
+    header is not a count that fits the body."""
+    size = (headers or {}).get(H_RAW_BYTES)
+    if size is None:
+        return payload, None
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(payload):
+        raise DecodeError(f"bad {H_RAW_BYTES} header")
+    cut = len(payload) - size
+    return payload[:cut], payload[cut:]
 
 
 def _warnings(raw: Any) -> tuple[str, ...]:

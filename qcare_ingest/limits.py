@@ -16,57 +16,16 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from .dto import QCareDto, ServicesInfo
+from .fields import FIELDS, SERVICE_FIELDS
+from .textlimit import TextLimit as TextLimit  # re-exported: limits.TextLimit
 
-
-@dataclass(frozen=True)
-class TextLimit:
-    chars: int
-    utf8_bytes: int
-    identifier: bool = False  # no control characters
-
-    def problem(self, value: str) -> str | None:
-        """Why `value` is refused, or None. The value itself is never quoted."""
-        if len(value) > self.chars:
-            return f"is longer than {self.chars} characters"
-        if not value.isascii() and len(value.encode("utf-8", "surrogatepass")) > self.utf8_bytes:
-            return f"is longer than {self.utf8_bytes} bytes in UTF-8"
-        if self.identifier and _NOT_IN_ID.search(value):
-            return "must not contain control characters or unpaired UTF-16 surrogates"
-        return None
-
-
-_ID = TextLimit(64, 255)
-_SHORT = TextLimit(200, 800)
-_LONG = TextLimit(1000, 4000)
-
-DTO_LIMITS: dict[str, TextLimit] = {
-    "msg_id": TextLimit(200, 255, identifier=True),
-    "accessionNo": TextLimit(64, 255, identifier=True),
-    "hkid": TextLimit(32, 128),
-    "passno": TextLimit(32, 128),
-    "name": _SHORT,
-    "gender": TextLimit(32, 128),
-    "dob": TextLimit(64, 256),
-    "studyDate": TextLimit(64, 256),
-    "studyTime": TextLimit(32, 128),
-    "location": _SHORT,
-    "chitno": _ID,
-    "plan_type": _ID,
-    "ref_doctor": _SHORT,
-    "ref_clinic_fullname": _LONG,
-    "csCode": _ID,
-    "modality": _ID,
-    "address": _LONG,
-    "refClinicFullname": _LONG,
-    "examClinicFullName": _LONG,
-}
+# canonical field name -> its limit, in the DTO's order (fields.py holds them)
+DTO_LIMITS: dict[str, TextLimit] = {f.name: f.limit for f in FIELDS if f.limit is not None}
 SERVICE_LIMITS: dict[str, TextLimit] = {
-    "studyDesc": TextLimit(500, 2000),
-    "bodypart": TextLimit(100, 400),
+    f.name: f.limit for f in SERVICE_FIELDS if f.limit is not None
 }
 MAX_SERVICE_LINES = 100
 # A body is parsed whole before it is bound: these bound what parsing can build (the
@@ -80,7 +39,6 @@ MAX_INT_DIGITS = 18
 # six bytes): tests/unit/test_limits.py builds it.
 MAX_MESSAGE_BYTES = 512 * 1024
 
-_NOT_IN_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 

@@ -17,7 +17,9 @@ from .api_models import (
     Queued,
     Readiness,
 )
-from .dto import DTO_FIELDS, SERVICE_FIELDS, QCareDto
+from .dto import QCareDto
+from .fhir_openapi import fhir_paths
+from .fields import BY_NAME, FIELDS, SERVICE_FIELDS
 
 REF = "#/components/schemas/{model}"
 NO_CONTROL = r"[^\u0000-\u001f\u007f-\u009f]"  # a character an identifier may hold
@@ -44,7 +46,11 @@ def _request_schema(schemas: dict[str, Any]) -> dict[str, Any]:
     dto = copy.deepcopy(schemas["QCareDto"])
     dto.pop("additionalProperties", None)  # unknown properties are ignored, as before
     dto["required"] = ["msg_id"]
-    dto["properties"]["msg_id"] = {"type": "string", "minLength": 1}
+    dto["properties"]["msg_id"] = {
+        "type": "string",
+        "minLength": 1,
+        "description": BY_NAME["msg_id"].description,
+    }
     nonblank = {"type": "string", "pattern": r"\S"}
     dto["anyOf"] = [
         {"properties": {key: nonblank}, "required": [key]}
@@ -52,8 +58,8 @@ def _request_schema(schemas: dict[str, Any]) -> dict[str, Any]:
     ]
     dto["properties"]["studyDate"] = {
         "anyOf": [{"type": "string", "pattern": STUDY_DATE_PATTERN}, {"type": "null"}],
-        "description": ".NET date as sent: 0-7 fraction digits, Z, an offset or none, a date "
-        "alone, or /Date(ms+hhmm)/; kept exactly as sent",
+        "description": BY_NAME["studyDate"].description
+        + "; a date alone, or /Date(ms+hhmm)/; kept exactly as sent",
         "examples": ["2025-10-26T15:51:31.8166249+08:00"],
     }
     dto["description"] = (
@@ -86,7 +92,7 @@ def _limit(props: dict[str, Any], table: dict[str, limits.TextLimit]) -> None:
 def _xml_schema(request: dict[str, Any]) -> dict[str, Any]:
     dto = copy.deepcopy(request["QCareDtoRequest"])
     dto["xml"] = {"name": "QCareDto"}
-    canon_to_xml = {canon: xml for xml, canon in DTO_FIELDS.items()}
+    canon_to_xml = {f.name: f.wire for f in FIELDS}
     for name, prop in dto["properties"].items():
         if canon_to_xml.get(name, name) != name:
             prop["xml"] = {"name": canon_to_xml[name]}
@@ -94,11 +100,12 @@ def _xml_schema(request: dict[str, Any]) -> dict[str, Any]:
         "type": "array",
         "xml": {"wrapped": True},
         "items": {"$ref": REF.format(model="ServicesInfoXml")},
+        "description": BY_NAME["services"].description,
     }
     dto["description"] = "XmlSerializer: C# element names, case-sensitive, any order; no DTD."
     line = copy.deepcopy(request["ServicesInfoRequest"])
     line["xml"] = {"name": "ServicesInfo"}
-    line_xml = {canon: xml for xml, canon in SERVICE_FIELDS.items()}
+    line_xml = {f.name: f.wire for f in SERVICE_FIELDS}
     for name, prop in line["properties"].items():
         if line_xml.get(name, name) != name:
             prop["xml"] = {"name": line_xml[name]}
@@ -107,7 +114,9 @@ def _xml_schema(request: dict[str, Any]) -> dict[str, Any]:
 
 def _form_schema() -> dict[str, Any]:
     props: dict[str, Any] = {
-        canon: {"type": "string"} for canon in DTO_FIELDS.values() if canon != "services"
+        f.name: {"type": "string", "description": f.description}
+        for f in FIELDS
+        if f.name != "services"
     }
     _limit(props, limits.DTO_LIMITS)
     return {
@@ -258,6 +267,7 @@ def document(auth: bool = True) -> dict[str, Any]:
                 {"200": _json("ready", "Readiness"), "503": _json("not ready", "Readiness")},
             ),
             "/metrics": _probe("metrics", {"200": {"description": "Prometheus", "content": TEXT}}),
+            **fhir_paths(),
         },
     }
 

@@ -14,23 +14,17 @@ from typing import Any
 
 from .dates import parse_dob, parse_dotnet, parse_study_time, to_instant
 from .dto import QCareDto
+from .fields import DICOM_SH_MAX, registers
 from .normalize import hkid_valid, mask_id, normalise_gender, normalise_hkid, patient_key
 
-PATIENT_REGISTERS = ("hkid", "passno", "name", "gender", "dob", "address")
-ORDER_REGISTERS = (
-    "studyDate",
-    "studyTime",
-    "location",
-    "chitno",
-    "plan_type",
-    "ref_doctor",
-    "ref_clinic_fullname",
-    "csCode",
-    "modality",
-    "refClinicFullname",
-    "examClinicFullName",
-    "services",
-    "patient",
+# a patient's and an order's registers, in the DTO's order (fields.py); an order also
+# keeps the key of the patient it belongs to, as a register of its own
+PATIENT_REGISTERS = tuple(f.name for f in registers("patient"))
+ORDER_REGISTERS = (*(f.name for f in registers("order")), "patient")
+_ORDER_VALUES = tuple(n for n in ORDER_REGISTERS if n not in ("services", "patient"))
+LONG_ACCESSION = (
+    f"accessionNo is longer than {DICOM_SH_MAX} characters: a DICOM worklist cannot carry "
+    "it; the order is left off the worklist"
 )
 
 
@@ -79,7 +73,9 @@ def make_plan(dto: QCareDto) -> Plan:
             services = [s.model_dump() for s in dto.services if s is not None]
             if len(services) != len(dto.services):
                 warnings.append("null service lines were dropped")
-        plan.order = {name: getattr(dto, name, None) for name in ORDER_REGISTERS[:-2]}
+        if len(plan.accession_no) > DICOM_SH_MAX:
+            warnings.append(LONG_ACCESSION)
+        plan.order = {name: getattr(dto, name) for name in _ORDER_VALUES}
         plan.order["services"] = services
         plan.order["patient"] = key
         parsed = parse_dotnet(dto.studyDate) if dto.studyDate else None
@@ -94,7 +90,8 @@ def make_plan(dto: QCareDto) -> Plan:
         if parsed is not None and to_instant(parsed, study_time) is None:
             warnings.append(
                 "studyDate lies outside the instants UTC can hold (.NET's MinValue or "
-                "MaxValue with an offset); kept as sent, without an instant"
+                "MaxValue with an offset, or UTC's first or last microsecond); kept as "
+                "sent, without an instant"
             )
     elif dto.services is not None or _present(dto.studyDate):
         warnings.append("order fields were ignored: the message has no accessionNo")

@@ -2,9 +2,10 @@
 
 Deletes inbox rows processed, conflicts detected and audit rows written before a cut-off.
 Audit rows have their own, usually longer, retention: they go only once older than both
-DAYS and QCARE_AUDIT_RETENTION_DAYS. Patients, orders and their service lines are the
-live data and are never pruned. Rows go in batches, each its own transaction, so a large
-prune holds no long lock and can be interrupted and run again.
+DAYS and QCARE_AUDIT_RETENTION_DAYS. A message's journal row (the bytes it arrived as,
+issue 15) goes with its inbox row (ON DELETE CASCADE). Patients, orders and their service
+lines are the live data and are never pruned. Rows go in batches, each its own
+transaction, so a large prune holds no long lock and can be interrupted and run again.
 
 An inbox row is what makes a redelivered msg_id a no-op: once pruned, the same message
 sent again is applied again, which the per-field versions make harmless for anything

@@ -14,6 +14,9 @@ One transaction applies a whole batch in six round trips, whatever its size:
 Round trips, not rows, are what a small batch costs (py-spy: a third of the worker's
 time was the loopback socket write per statement), so each step is one statement.
 
+The columns come from fields.py; the statements name their parameters (`:msg_id`) and
+sqlnamed turns them into asyncpg's `$n` once, at import.
+
 A single message is a batch of one. The caller acks only after this returns,
 that is, after the commit. If a batch fails as a whole, the caller retries its
 messages one by one, so one bad message cannot hold back the others.
@@ -33,43 +36,34 @@ from asyncpg.pool import PoolConnectionProxy
 from .dates import parse_dob, parse_dotnet, parse_study_time, to_instant
 from .envelope import Envelope
 from .errors import ConflictError
+from .fields import ORDER_DERIVED, PATIENT_DERIVED, SERVICE_FIELDS, registers
 from .normalize import hkid_valid, normalise_gender, normalise_hkid
 from .plan import Plan, make_plan, take
+from .sqlnamed import Named
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
-# register (DTO field) -> column
-PATIENT_COLUMNS = {
-    "hkid": "hkid_raw",
-    "passno": "passno",
-    "name": "name",
-    "gender": "gender_raw",
-    "dob": "dob_raw",
-    "address": "address",
-}
+# register (DTO field) -> column, in the DTO's order (fields.py); an order's patient is the
+# register `patient`, held in patient_key
+PATIENT_COLUMNS = {f.name: f.column for f in registers("patient") if f.column is not None}
 ORDER_COLUMNS = {
-    "studyDate": "study_date_raw",
-    "studyTime": "study_time",
-    "location": "location",
-    "chitno": "chitno",
-    "plan_type": "plan_type",
-    "ref_doctor": "ref_doctor",
-    "ref_clinic_fullname": "ref_clinic_fullname",
-    "csCode": "cs_code",
-    "modality": "modality",
-    "refClinicFullname": "ref_clinic_fullname2",
-    "examClinicFullName": "exam_clinic_fullname",
+    **{f.name: f.column for f in registers("order") if f.column is not None},
     "patient": "patient_key",
 }
-# every column a batch writes back, with its SQL type for unnest()
+# every column a batch writes back, with its SQL type for unnest(): the registers' raw
+# values, then the columns derived from them
 PATIENT_WRITE = {
-    **{col: "text" for col in PATIENT_COLUMNS.values()},
-    "hkid": "text",
-    "hkid_valid": "boolean",
-    "gender": "text",
-    "dob": "date",
+    **{f.column: f.sql_type for f in registers("patient") if f.column is not None},
+    **{d.column: d.sql_type for d in PATIENT_DERIVED},
 }
-ORDER_WRITE = {**{col: "text" for col in ORDER_COLUMNS.values()}, "study_at": "timestamptz"}
+ORDER_WRITE = {
+    **{f.column: f.sql_type for f in registers("order") if f.column is not None},
+    "patient_key": "text",
+    **{d.column: d.sql_type for d in ORDER_DERIVED},
+}
+# a service line's columns (after accession_no and line_no), from its fields
+SERVICE_COLUMNS = {f.name: f.column for f in SERVICE_FIELDS if f.column is not None}
+SERVICE_TYPES = {f.column: f.sql_type for f in SERVICE_FIELDS if f.column is not None}
 
 
 @dataclass
@@ -92,13 +86,14 @@ async def init_connection(conn: Conn) -> None:
 # Claim the inbox rows, then create the rows the claimed messages will lock (patients, then
 # orders, each in key order). A row made by this statement is not visible to a later CTE of
 # it, hence the separate locking SELECTs.
-_CLAIM = """
+_CLAIM = Named("""
 WITH claimed AS (
     INSERT INTO inbox AS i (msg_id, body_sha256, received_at, status, accession_no,
                             patient_key, warnings, attempts)
     SELECT m, h, r, 'applied', a, p, w::jsonb, n
-      FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::text[],
-                  $6::text[], $7::int[]) AS t(m, h, r, a, p, w, n)
+      FROM unnest(:msg_id::text[], :digest::bytea[], :received_at::timestamptz[],
+                  :accession_no::text[], :patient_key::text[], :warnings::text[],
+                  :attempts::int[]) AS t(m, h, r, a, p, w, n)
      ORDER BY m
     ON CONFLICT (msg_id) DO UPDATE
        SET received_at = EXCLUDED.received_at, status = 'applied', error = NULL,
@@ -116,9 +111,17 @@ WITH claimed AS (
     SELECT DISTINCT accession_no FROM claimed WHERE accession_no IS NOT NULL
      ORDER BY accession_no
     ON CONFLICT DO NOTHING
+), journaled AS (
+    INSERT INTO journal (msg_id, received_at, content_type, client, body, as_received, dto)
+    SELECT j.m, j.r, j.ct, j.cl, j.b, j.ar, j.d
+      FROM unnest(:msg_id::text[], :received_at::timestamptz[], :content_type::text[],
+                  :client::text[], :body::bytea[], :as_received::boolean[],
+                  :dto::text[]) AS j(m, r, ct, cl, b, ar, d)
+      JOIN claimed c ON c.msg_id = j.m
+    ON CONFLICT (msg_id) DO NOTHING
 )
 SELECT msg_id FROM claimed
-"""
+""")
 
 
 @dataclass
@@ -179,17 +182,32 @@ def _conflict() -> ConflictError:
 
 async def _claim(conn: Conn, envs: list[Envelope], plans: dict[int, Plan]) -> set[str]:
     idx = sorted(plans, key=lambda i: envs[i].msg_id)
-    rows = await conn.fetch(
-        _CLAIM,
-        [envs[i].msg_id for i in idx],
-        [envs[i].digest for i in idx],
-        [envs[i].received_at for i in idx],
-        [plans[i].accession_no for i in idx],
-        [plans[i].patient_key for i in idx],
-        [json.dumps(plans[i].warnings) for i in idx],
-        [envs[i].attempt + 1 for i in idx],
-    )
+    values = {
+        "msg_id": [envs[i].msg_id for i in idx],
+        "digest": [envs[i].digest for i in idx],
+        "received_at": [envs[i].received_at for i in idx],
+        "accession_no": [plans[i].accession_no for i in idx],
+        "patient_key": [plans[i].patient_key for i in idx],
+        "warnings": [json.dumps(plans[i].warnings) for i in idx],
+        "attempts": [envs[i].attempt + 1 for i in idx],
+        **_journal_arrays([envs[i] for i in idx]),
+    }
+    rows = await conn.fetch(_CLAIM.sql, *_CLAIM.args(values))
     return {r["msg_id"] for r in rows}
+
+
+def _journal_arrays(envs: list[Envelope]) -> dict[str, list[Any]]:
+    """The journal's columns (content type, client, body, as received, DTO) of `envs`: the
+    request's bytes, or the canonical JSON of a message queued before the journal."""
+    return {
+        "content_type": [
+            env.content_type if env.raw is not None else "application/json" for env in envs
+        ],
+        "client": [env.client for env in envs],
+        "body": [env.raw if env.raw is not None else env.body for env in envs],
+        "as_received": [env.raw is not None for env in envs],
+        "dto": [env.body.decode() for env in envs],
+    }
 
 
 async def _lock(conn: Conn, table: str, key_col: str, keys: list[str]) -> dict[str, _Entity]:
@@ -234,15 +252,15 @@ async def _merge_and_write(conn: Conn, batch: list[tuple[Envelope, Plan]]) -> li
             took |= took_order
         outcome.status = "applied" if took else "stale"
         outcomes.append(outcome)
-    await conn.execute(
-        _WRITE,
-        *_changed(patients, PATIENT_WRITE, _patient_derived),
-        *_changed(orders, ORDER_WRITE, _order_derived),
-        *_service_arrays(services),
-        [env.msg_id for env, _ in batch],
-        [o.status for o in outcomes],
-        [json.dumps(o.stale_for) for o in outcomes],
-    )
+    values = {
+        **_changed("patients", patients, PATIENT_WRITE, _patient_derived),
+        **_changed("orders", orders, ORDER_WRITE, _order_derived),
+        **_service_arrays(services),
+        "inbox_msg_id": [env.msg_id for env, _ in batch],
+        "inbox_status": [o.status for o in outcomes],
+        "inbox_stale_for": [json.dumps(o.stale_for) for o in outcomes],
+    }
+    await conn.execute(_WRITE.sql, *_WRITE.args(values))
     return outcomes
 
 
@@ -286,42 +304,48 @@ def _study_at(raw_date: str | None, raw_time: str | None) -> datetime | None:
     return to_instant(parsed, parse_study_time(raw_time))
 
 
-def _update(table: str, key_col: str, types: dict[str, str], first: int) -> tuple[str, int]:
-    """UPDATE … FROM unnest(arrays from parameter `first` on); and the next free parameter."""
+def _update(table: str, key_col: str, types: dict[str, str]) -> str:
+    """UPDATE … FROM unnest(arrays named `<table>_key`, `<table>_col_<column>`…, then the
+    field versions, version and last msg_id): see _changed."""
     cols = list(types)
-    all_types = ["text", *types.values(), "text", "text", "text"]
-    decl = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(all_types))
+    arrays = [
+        f":{table}_key::text[]",
+        *(f":{table}_col_{c}::{t}[]" for c, t in types.items()),
+        f":{table}_field_versions::text[]",
+        f":{table}_version::text[]",
+        f":{table}_last_msg_id::text[]",
+    ]
     sets = ", ".join(f"{c} = u.{c}" for c in cols)
-    sql = f"""UPDATE {table} t
+    return f"""UPDATE {table} t
            SET {sets}, field_versions = u.fv::jsonb, version = u.v, last_msg_id = u.lm,
                updated_at = now()
-          FROM unnest({decl}) AS u(k, {", ".join(cols)}, fv, v, lm)
+          FROM unnest({", ".join(arrays)}) AS u(k, {", ".join(cols)}, fv, v, lm)
          WHERE t.{key_col} = u.k"""
-    return sql, first + len(all_types)
 
 
-def _write_statement() -> str:
-    patients, n = _update("patients", "patient_key", PATIENT_WRITE, 1)
-    orders, n = _update("orders", "accession_no", ORDER_WRITE, n)
-    a = n  # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows)
-    return f"""
+def _write_statement() -> Named:
+    patients = _update("patients", "patient_key", PATIENT_WRITE)
+    orders = _update("orders", "accession_no", ORDER_WRITE)
+    line_cols = ", ".join(SERVICE_TYPES)
+    line_arrays = ", ".join(f":lines_col_{c}::{t}[]" for c, t in SERVICE_TYPES.items())
+    line_sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in SERVICE_TYPES)
+    # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows)
+    return Named(f"""
 WITH write_patients AS ({patients}
 ), write_orders AS ({orders}
 ), line_counts AS (
-    DELETE FROM order_services s USING unnest(${a}::text[], ${a + 1}::int[]) AS c(acc, n)
+    DELETE FROM order_services s
+     USING unnest(:counted_accession_no::text[], :line_count::int[]) AS c(acc, n)
      WHERE s.accession_no = c.acc AND s.line_no >= c.n
 ), lines AS (
-    INSERT INTO order_services
-           (accession_no, line_no, study_desc, bodypart, no_of_images, warning_time)
-    SELECT * FROM unnest(${a + 2}::text[], ${a + 3}::int[], ${a + 4}::text[], ${a + 5}::text[],
-                         ${a + 6}::int[], ${a + 7}::int[])
-    ON CONFLICT (accession_no, line_no) DO UPDATE
-       SET study_desc = EXCLUDED.study_desc, bodypart = EXCLUDED.bodypart,
-           no_of_images = EXCLUDED.no_of_images, warning_time = EXCLUDED.warning_time
+    INSERT INTO order_services (accession_no, line_no, {line_cols})
+    SELECT * FROM unnest(:lines_accession_no::text[], :lines_line_no::int[], {line_arrays})
+    ON CONFLICT (accession_no, line_no) DO UPDATE SET {line_sets}
 )
 UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = clock_timestamp()
-  FROM unnest(${a + 8}::text[], ${a + 9}::text[], ${a + 10}::text[]) AS u(m, s, f)
- WHERE i.msg_id = u.m"""
+  FROM unnest(:inbox_msg_id::text[], :inbox_status::text[], :inbox_stale_for::text[])
+       AS u(m, s, f)
+ WHERE i.msg_id = u.m""")
 
 
 # patients, orders, service lines and inbox outcomes of a batch: one fixed statement
@@ -329,67 +353,91 @@ _WRITE = _write_statement()
 
 
 def _changed(
+    table: str,
     entities: dict[str, _Entity],
     types: dict[str, str],
     derive: Callable[[dict[str, Any]], None],
-) -> list[list[Any]]:
-    """Column arrays (key, columns…, versions, version, last msg) of the changed rows."""
+) -> dict[str, list[Any]]:
+    """Column arrays (key, columns…, versions, version, last msg) of the changed rows, named
+    as _update names them."""
     changed = {k: e for k, e in entities.items() if e.changed}
     for entity in changed.values():
         derive(entity.row)
-    arrays: list[list[Any]] = [list(changed)]
-    arrays += [[e.row[c] for e in changed.values()] for c in types]
-    arrays += [
-        [json.dumps(e.versions) for e in changed.values()],
-        [e.version for e in changed.values()],
-        [e.last_msg_id for e in changed.values()],
-    ]
+    arrays: dict[str, list[Any]] = {f"{table}_key": list(changed)}
+    for c in types:
+        arrays[f"{table}_col_{c}"] = [e.row[c] for e in changed.values()]
+    arrays[f"{table}_field_versions"] = [json.dumps(e.versions) for e in changed.values()]
+    arrays[f"{table}_version"] = [e.version for e in changed.values()]
+    arrays[f"{table}_last_msg_id"] = [e.last_msg_id for e in changed.values()]
     return arrays
 
 
-def _service_arrays(services: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
+def _service_arrays(services: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
     """Line counts per order, then the lines as column arrays."""
-    flat = [
-        (acc, n, line) for acc, lines in sorted(services.items()) for n, line in enumerate(lines)
-    ]
-    return [
-        sorted(services),
-        [len(services[acc]) for acc in sorted(services)],
-        [acc for acc, _, _ in flat],
-        [n for _, n, _ in flat],
-        [line["studyDesc"] for _, _, line in flat],
-        [line["bodypart"] for _, _, line in flat],
-        [line["noOfImages"] for _, _, line in flat],
-        [line["warningTime"] for _, _, line in flat],
-    ]
+    accessions = sorted(services)
+    flat = [(acc, n, line) for acc in accessions for n, line in enumerate(services[acc])]
+    arrays: dict[str, list[Any]] = {
+        "counted_accession_no": accessions,
+        "line_count": [len(services[acc]) for acc in accessions],
+        "lines_accession_no": [acc for acc, _, _ in flat],
+        "lines_line_no": [n for _, n, _ in flat],
+    }
+    for name, column in SERVICE_COLUMNS.items():
+        arrays[f"lines_col_{column}"] = [line[name] for _, _, line in flat]
+    return arrays
 
 
 async def record_failure(conn: Conn, env: Envelope, status: str, error: str) -> None:
     """Best effort, after the message is safely in the dead-letter queue."""
     if status == "conflict":
-        await conn.execute(
-            "INSERT INTO inbox_conflicts (msg_id, body_sha256, received_at) VALUES ($1, $2, $3)",
-            env.msg_id,
-            env.digest,
-            env.received_at,
-        )
+        values = {"msg_id": env.msg_id, "digest": env.digest, "received_at": env.received_at}
+        await conn.execute(_CONFLICT.sql, *_CONFLICT.args(values))
         return
     plan = plan_for(env)
-    await conn.execute(
-        """INSERT INTO inbox (msg_id, body_sha256, received_at, status, accession_no,
-                              patient_key, warnings, error, attempts)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (msg_id) DO UPDATE
-              SET status = EXCLUDED.status, error = EXCLUDED.error, processed_at = now(),
-                  attempts = inbox.attempts + EXCLUDED.attempts
-            WHERE inbox.status IN ('dead_lettered', 'rejected')""",
-        env.msg_id,
-        env.digest,
-        env.received_at,
-        status,
-        plan.accession_no,
-        plan.patient_key,
-        plan.warnings,
-        error[:500],
-        env.attempt + 1,
-    )
+    async with conn.transaction():  # the inbox row and its journal copy, or neither
+        await _record_failed(conn, env, plan, status, error)
+
+
+_CONFLICT = Named(
+    """INSERT INTO inbox_conflicts (msg_id, body_sha256, received_at)
+       VALUES (:msg_id, :digest, :received_at)"""
+)
+_FAILED = Named(
+    """INSERT INTO inbox (msg_id, body_sha256, received_at, status, accession_no,
+                          patient_key, warnings, error, attempts)
+       VALUES (:msg_id, :digest, :received_at, :status, :accession_no, :patient_key,
+               :warnings, :error, :attempts)
+       ON CONFLICT (msg_id) DO UPDATE
+          SET status = EXCLUDED.status, error = EXCLUDED.error, processed_at = now(),
+              attempts = inbox.attempts + EXCLUDED.attempts
+        WHERE inbox.status IN ('dead_lettered', 'rejected')"""
+)
+_FAILED_JOURNAL = Named(
+    """INSERT INTO journal (msg_id, received_at, content_type, client, body, as_received, dto)
+       SELECT :msg_id, :received_at, :content_type, :client, :body, :as_received, :dto
+        WHERE EXISTS (SELECT 1 FROM inbox WHERE msg_id = :msg_id)
+       ON CONFLICT (msg_id) DO NOTHING"""
+)
+
+
+async def _record_failed(conn: Conn, env: Envelope, plan: Plan, status: str, error: str) -> None:
+    """The inbox row of a message that failed (unless it was applied meanwhile), and the
+    message in the journal, so that the console shows what was sent."""
+    failed = {
+        "msg_id": env.msg_id,
+        "digest": env.digest,
+        "received_at": env.received_at,
+        "status": status,
+        "accession_no": plan.accession_no,
+        "patient_key": plan.patient_key,
+        "warnings": plan.warnings,
+        "error": error[:500],
+        "attempts": env.attempt + 1,
+    }
+    await conn.execute(_FAILED.sql, *_FAILED.args(failed))
+    journal = {
+        "msg_id": env.msg_id,
+        "received_at": env.received_at,
+        **{column: values[0] for column, values in _journal_arrays([env]).items()},
+    }
+    await conn.execute(_FAILED_JOURNAL.sql, *_FAILED_JOURNAL.args(journal))

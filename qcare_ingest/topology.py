@@ -18,6 +18,12 @@ fails with PRECONDITION_FAILED (3.10 compares, among others, x-dead-letter-strat
 x-overflow and x-delivery-limit). Queues declared by an older version are therefore
 used as they are, with a warning, by `declare()`, and rebuilt with today's arguments by
 `qcare-ingest migrate` (topology_upgrade.py).
+
+Every quorum queue asks for GROUP_SIZE members (issue 17: a three-node cluster survives
+one node's loss). RabbitMQ caps it at the cluster's size, so a single node declares the
+same queues with one member. 3.10 compares this argument on a redeclaration too, but it
+only matters when a queue is created (membership later is rabbitmq-queues' business):
+a queue that exists without it (declared before issue 17) is current all the same.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ log = logging.getLogger(__name__)
 # Only `migrate` declares (and upgrades) the topology: the others attach to it.
 # Publishing to the default exchange (the delay queues) is a write on `amq.default`.
 PERMISSIONS: dict[str, tuple[str, str, str]] = {
-    "gateway": ("^$", r"^qcare\.ingest$", "^$"),
+    # the gateway reads the dead-letter queue for the console's dead-letter pages (issue 15)
+    "gateway": ("^$", r"^qcare\.ingest$", r"^qcare\.ingest\.dlq$"),
     "worker": ("^$", r"^(amq\.default|qcare\.ingest\.dlx)$", r"^qcare\.ingest$"),
     "cli": ("^$", r"^qcare\.ingest$", r"^qcare\.ingest(\.dlq)?$"),
     "migrate": (".*", ".*", ".*"),
@@ -51,6 +58,11 @@ DLQ = "qcare.ingest.dlq"
 DEAD_KEY = "dead"
 # delay steps for transient failures whose in-process retries ran out
 DELAYS_S: tuple[int, ...] = (10, 60, 600)
+# quorum queue members at creation: tolerates one node's loss (capped at the cluster's size)
+GROUP_SIZE = 3
+GROUP_SIZE_ARG = "x-quorum-initial-group-size"
+# arguments that only count when a queue is created: an existing queue may differ in them
+CREATION_ONLY = (GROUP_SIZE_ARG,)
 
 # at-least-once dead-lettering (RabbitMQ >= 3.10; the strategy needs reject-publish)
 AT_LEAST_ONCE: dict[str, Any] = {
@@ -63,9 +75,16 @@ def delay_queue(seconds: int) -> str:
     return f"{QUEUE}.delay.{seconds}s"
 
 
+def creation_only(arguments: dict[str, Any]) -> dict[str, Any]:
+    """`arguments` without those that only count when a queue is created: what an existing
+    queue must match."""
+    return {k: v for k, v in arguments.items() if k not in CREATION_ONLY}
+
+
 def main_queue_arguments(delivery_limit: int) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
+        GROUP_SIZE_ARG: GROUP_SIZE,
         "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": DLX,
         "x-dead-letter-routing-key": DEAD_KEY,
@@ -76,6 +95,7 @@ def main_queue_arguments(delivery_limit: int) -> dict[str, Any]:
 def delay_queue_arguments(seconds: int) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
+        GROUP_SIZE_ARG: GROUP_SIZE,
         "x-message-ttl": seconds * 1000,
         "x-dead-letter-exchange": EXCHANGE,
         "x-dead-letter-routing-key": ROUTING_KEY,
@@ -88,7 +108,11 @@ def delay_queue_arguments(seconds: int) -> dict[str, Any]:
 # `dlq show` read without acking) would be dropped. Its own limit, far out of reach, keeps
 # 4.x from choosing one; 3.10 had no default and behaves the same with it.
 DLQ_DELIVERY_LIMIT = 1_000_000
-DLQ_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+DLQ_ARGUMENTS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    GROUP_SIZE_ARG: GROUP_SIZE,
+    "x-delivery-limit": DLQ_DELIVERY_LIMIT,
+}
 
 
 def queue_arguments(delivery_limit: int, delays: tuple[int, ...]) -> dict[str, dict[str, Any]]:
@@ -150,11 +174,15 @@ async def _declare_once(
         except CHANNEL_CLOSED as exc:
             if not precondition_failed(exc):
                 raise
-            # Declared by an older version: use it as it is (the failure closed the
-            # channel). NOT_FOUND here (deleted meanwhile by a migration) is retried.
-            outdated.append(name)
+            # The failure closed the channel. Declared before GROUP_SIZE_ARG was: current
+            # all the same. Else declared by an older version: use it as it is.
+            # NOT_FOUND here (deleted meanwhile by a migration) is retried.
             channel = await open_channel(connection)
-            await channel.declare_queue(name, passive=True)
+            if not await matches_but_creation_only(channel, name, arguments):
+                outdated.append(name)
+                if channel.is_closed:
+                    channel = await open_channel(connection)
+                await channel.declare_queue(name, passive=True)
     exchange = await channel.get_exchange(EXCHANGE, ensure=False)
     dlx = await channel.get_exchange(DLX, ensure=False)
     queue = await channel.get_queue(QUEUE, ensure=False)
@@ -172,6 +200,25 @@ async def _declare_once(
             extra={"action": "topology_outdated", "queues": outdated},
         )
     return Topology(channel, exchange, dlx, queue, tuple(outdated))
+
+
+async def matches_but_creation_only(
+    channel: AbstractChannel, name: str, arguments: dict[str, Any]
+) -> bool:
+    """Whether queue `name` exists with `arguments` but for the creation-only ones: False if
+    there is nothing to ignore, or if it differs in others (the failure closed `channel`).
+    Should the queue have vanished meanwhile, it is created without them: RabbitMQ's own
+    default group size (`quorum_cluster_size`) is 3 as well."""
+    current = creation_only(arguments)
+    if current == arguments:
+        return False
+    try:
+        await channel.declare_queue(name, durable=True, arguments=current)
+    except CHANNEL_CLOSED as exc:
+        if not precondition_failed(exc):
+            raise
+        return False
+    return True
 
 
 async def attach(connection: aio_pika.abc.AbstractConnection) -> Topology:

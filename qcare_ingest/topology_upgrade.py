@@ -56,6 +56,7 @@ from .topology import (
     delay_queue,
     delay_queue_arguments,
     main_queue_arguments,
+    matches_but_creation_only,
     open_channel,
     precondition_failed,
 )
@@ -376,7 +377,15 @@ class _Upgrade:
                 return True
             except CHANNEL_CLOSED as exc:
                 if precondition_failed(exc):
-                    return False
+                    # declared meanwhile by a version without the creation-only arguments?
+                    await _close(channel)
+                    channel = await self._channel()
+                    if not await matches_but_creation_only(channel, q.name, q.arguments):
+                        return False
+                    if q.binding is not None:
+                        raw = await channel.get_underlay_channel()
+                        await raw.queue_bind(q.name, *q.binding, timeout=OP_TIMEOUT_S)
+                    return True
                 if attempt == attempts:
                     raise
             finally:

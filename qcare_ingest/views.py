@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
-from .dates import HONG_KONG, parse_dotnet, parse_study_time, to_instant
+from .dates import HONG_KONG, parse_dotnet, parse_study_time, stored_instant, to_instant
+from .fields import BY_NAME, ORDER_DERIVED, PATIENT_DERIVED, SERVICE_FIELDS, registers
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -67,61 +68,65 @@ def study_date_iso(raw: str | None, raw_time: str | None) -> str | None:
     return base[:19] + frac + base[19:]
 
 
-_ORDER = """
-SELECT o.*, p.hkid_raw, p.hkid AS hkid_norm, p.hkid_valid, p.passno, p.name, p.gender_raw,
-       p.gender, p.dob, p.dob_raw, p.address
+# the order with its patient's columns (prefixed p_: the two tables may share a name)
+_PATIENT_READ = (
+    *(f.column for f in registers("patient") if f.column is not None),
+    *(d.column for d in PATIENT_DERIVED),
+)
+_ORDER = f"""
+SELECT o.*, {", ".join(f"p.{c} AS p_{c}" for c in _PATIENT_READ)}
   FROM orders o LEFT JOIN patients p USING (patient_key)
  WHERE o.accession_no = $1
 """
+_LINES = f"""
+SELECT {", ".join(f.column for f in SERVICE_FIELDS if f.column is not None)}
+  FROM order_services WHERE accession_no = $1 ORDER BY line_no
+"""
+_STUDY_TIME = BY_NAME["studyTime"].column or ""
+
+
+def _plain(value: Any) -> Any:
+    """A column's value as JSON holds it: dates and instants in ISO 8601 (PostgreSQL's
+    ±infinity, which asyncpg reads as a naive datetime, as null: no instant)."""
+    if isinstance(value, datetime):
+        shown = stored_instant(value)
+        return shown.isoformat() if shown is not None else None
+    return value.isoformat() if isinstance(value, date) else value
 
 
 async def order_view(conn: asyncpg.Connection, accession_no: str) -> dict[str, Any] | None:
+    """The order in the DTO's shape (fields.py's canonical names, patient then order
+    fields), what was derived from it under `normalized`."""
     row = await conn.fetchrow(_ORDER, accession_no)
     if row is None:
         return None
-    lines = await conn.fetch(
-        """SELECT study_desc, bodypart, no_of_images, warning_time FROM order_services
-            WHERE accession_no = $1 ORDER BY line_no""",
-        accession_no,
-    )
-    has_services = "services" in row["field_versions"]
-    return {
+    view: dict[str, Any] = {
         "accessionNo": row["accession_no"],
         "msg_id": row["last_msg_id"],
         "updated_at": _iso(row["updated_at"]),
-        "name": row["name"],
-        "hkid": row["hkid_raw"],
-        "passno": row["passno"],
-        "gender": row["gender_raw"],
-        "dob": row["dob_raw"],
-        "address": row["address"],
-        "studyDate": study_date_iso(row["study_date_raw"], row["study_time"]),
-        "studyTime": row["study_time"],
-        "location": row["location"],
-        "chitno": row["chitno"],
-        "plan_type": row["plan_type"],
-        "ref_doctor": row["ref_doctor"],
-        "ref_clinic_fullname": row["ref_clinic_fullname"],
-        "csCode": row["cs_code"],
-        "modality": row["modality"],
-        "refClinicFullname": row["ref_clinic_fullname2"],
-        "examClinicFullName": row["exam_clinic_fullname"],
-        "services": [
-            {
-                "studyDesc": line["study_desc"],
-                "bodypart": line["bodypart"],
-                "noOfImages": line["no_of_images"],
-                "warningTime": line["warning_time"],
-            }
-            for line in lines
-        ]
-        if has_services
-        else None,
-        "normalized": {
-            "hkid": row["hkid_norm"],
-            "hkidValid": row["hkid_valid"],
-            "gender": row["gender"],
-            "dob": row["dob"].isoformat() if row["dob"] is not None else None,
-            "studyAt": _iso(row["study_at"]),
-        },
     }
+    for f in registers("patient"):
+        view[f.name] = row[f"p_{f.column}"]
+    for f in registers("order"):
+        if f.column is None:  # services: lines of their own
+            view[f.name] = await _services(conn, accession_no, row["field_versions"])
+        elif f.name == "studyDate":
+            view[f.name] = study_date_iso(row[f.column], row[_STUDY_TIME])
+        else:
+            view[f.name] = row[f.column]
+    view["normalized"] = {
+        **{d.read: _plain(row[f"p_{d.column}"]) for d in PATIENT_DERIVED},
+        **{d.read: _plain(row[d.column]) for d in ORDER_DERIVED},
+    }
+    return view
+
+
+async def _services(
+    conn: asyncpg.Connection, accession_no: str, versions: Any
+) -> list[dict[str, Any]] | None:
+    """The service lines, or None if no update ever sent any."""
+    if "services" not in versions:
+        return None
+    lines = await conn.fetch(_LINES, accession_no)
+    columns = [(f.name, f.column) for f in SERVICE_FIELDS if f.column is not None]
+    return [{name: line[column] for name, column in columns} for line in lines]

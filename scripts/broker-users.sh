@@ -23,8 +23,8 @@ permit() {  # user configure write read; the password from ${user's variable}_PA
         configure="$2" write="$3" read="$4"
 }
 
-# gateway: publishes to the exchange qcare.ingest; declares nothing
-permit "$QCARE_GATEWAY_AMQP_USER" '^$' '^qcare\.ingest$' '^$' QCARE_GATEWAY_AMQP_PASSWORD
+# gateway: publishes to the exchange qcare.ingest; declares nothing; reads the DLQ (console)
+permit "$QCARE_GATEWAY_AMQP_USER" '^$' '^qcare\.ingest$' '^qcare\.ingest\.dlq$' QCARE_GATEWAY_AMQP_PASSWORD
 # workers: consume qcare.ingest; publish to the DLX and (default exchange) the delay queues
 permit "$QCARE_WORKER_AMQP_USER" '^$' '^(amq\.default|qcare\.ingest\.dlx)$' '^qcare\.ingest$' QCARE_WORKER_AMQP_PASSWORD
 # the CLI (dlq, status): reads the DLQ and the main queue's head, replays to the exchange

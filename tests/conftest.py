@@ -40,6 +40,11 @@ def _unavailable(reason: str) -> None:
 REFERENCE_SUMMARY = pytest.StashKey[list[str]]()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after every other test (the suite-wide rebuild check)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """What the differential test against the reference did (bodies, seed, documented
     divergences), shown on passing runs too."""

@@ -18,11 +18,16 @@ def test_bench_smoke_runs_every_phase(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads((tmp_path / "smoke.json").read_text())
-    for section in ("ceilings", "gateway", "drain", "end_to_end", "soak", "verdicts"):
+    sections = ("ceilings", "gateway", "drain", "end_to_end", "bare_pipeline", "soak", "verdicts")
+    for section in sections:
         assert section in out
     assert out["gateway"]["saturation_rps"] > 0
     assert out["drain"][0]["per_s"] > 0
     assert out["end_to_end"]["saturation_per_s"] > 0
     assert out["end_to_end"]["half"]["applied"] > 0
+    assert out["ceilings"]["naive_worker_per_s"] > 0
+    assert out["bare_pipeline"]["saturation_per_s"] > 0
+    for cpu in (out["end_to_end"]["half"]["cpu"], out["bare_pipeline"]["cpu"]):
+        assert cpu["cpu_s"]["total"] > 0
     assert (tmp_path / "smoke.png").stat().st_size > 1000
     assert "| gateway saturation" in result.stdout

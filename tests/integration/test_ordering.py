@@ -17,7 +17,9 @@ from qcare_ingest.dto import QCareDto
 from qcare_ingest.envelope import Envelope
 from qcare_ingest.retry import RetryPolicy
 from qcare_ingest.store import apply_batch
+from tests.conftest import RunEnv
 from tests.support.oracle import ORDER_FIELDS, PATIENT_FIELDS, sequential_state
+from tests.support.queues import cli
 
 HKIDS = [
     ["A123456(3)", "a1234563", "A 123456 (3)"],
@@ -187,3 +189,13 @@ async def test_any_delivery_order_ends_in_received_at_order_state(
         k: {**{f: v[f] for f in ORDER_FIELDS}, "services": v["services"], "patient": v["patient"]}
         for k, v in expected_orders.items()
     }
+
+
+def test_rebuild_after_the_ordering_runs_is_identical(test_env: RunEnv) -> None:
+    """Issue 15: the journal of every run above, re-applied in received_at order into a fresh
+    schema by `qcare-ingest rebuild`, gives the same tables the concurrent, shuffled,
+    duplicated deliveries left."""
+    done = cli(test_env.env(), "rebuild", timeout=600)
+    assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "identical"), (
+        done.stdout + done.stderr
+    )

@@ -27,7 +27,7 @@ import pytest
 from aio_pika.abc import AbstractConnection, ExchangeType
 
 from qcare_ingest.broker import Publisher
-from qcare_ingest.topology import declare
+from qcare_ingest.topology import declare, delay_queue_arguments, queue_arguments
 from tests.conftest import AMQP_BASE, Procs, RunEnv
 from tests.support.http import publish_as_gateway
 from tests.support.isolation import rabbitmqctl
@@ -42,6 +42,7 @@ DLQ = "qcare.ingest.dlq"
 DELAYS = (10, 60, 600)
 DELAY_600 = "qcare.ingest.delay.600s"
 AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+GROUP = {"x-quorum-initial-group-size": 3}  # issue 17: three members (one on a single node)
 
 
 async def declare_old_topology(conn: AbstractConnection, delivery_limit: int = 5) -> None:
@@ -227,6 +228,7 @@ def assert_current(vhost: Vhost, delays: tuple[int, ...] = DELAYS, limit: int = 
     queues = vhost.arguments()
     assert queues[QUEUE] == {
         "x-queue-type": "quorum",
+        **GROUP,
         "x-delivery-limit": limit,
         "x-dead-letter-exchange": DLX,
         "x-dead-letter-routing-key": "dead",
@@ -235,12 +237,13 @@ def assert_current(vhost: Vhost, delays: tuple[int, ...] = DELAYS, limit: int = 
     for seconds in delays:
         assert queues[f"qcare.ingest.delay.{seconds}s"] == {
             "x-queue-type": "quorum",
+            **GROUP,
             "x-message-ttl": seconds * 1000,
             "x-dead-letter-exchange": EXCHANGE,
             "x-dead-letter-routing-key": "update",
             **AT_LEAST_ONCE,
         }
-    assert queues[DLQ] == {"x-queue-type": "quorum", "x-delivery-limit": 1_000_000}
+    assert queues[DLQ] == {"x-queue-type": "quorum", **GROUP, "x-delivery-limit": 1_000_000}
     leftovers = [name for name in queues if name.endswith(".migrating") or "lock" in name]
     assert not leftovers
     bindings = vhost.bindings()
@@ -507,6 +510,33 @@ async def test_declare_uses_an_old_topology_as_it_is_and_says_so(
     assert got.message_id == "old-1"
     await got.ack()
     await topology.channel.close()
+
+
+async def test_queues_declared_before_the_group_size_are_current(
+    vhost: Vhost, conn: AbstractConnection
+) -> None:
+    """Issue 17: the group size only counts when a queue is created. Queues declared by the
+    version before it (today's arguments without it) are neither outdated nor rebuilt, and
+    on this single node a queue asking for three members gets one."""
+    channel = await conn.channel()
+    for name, arguments in queue_arguments(5, DELAYS).items():
+        without = {k: v for k, v in arguments.items() if k not in GROUP}
+        await channel.declare_queue(name, durable=True, arguments=without)
+    await channel.close()
+    topology = await declare(conn, 5)
+    assert topology.outdated == ()
+    await topology.channel.close()
+    run = cli(vhost.env, "migrate")
+    assert run.returncode == 0, run.stderr
+    assert "rebuilding" not in run.stdout + run.stderr
+    assert all(GROUP.keys().isdisjoint(args) for args in vhost.arguments().values())
+
+    await (await declare(conn, 5)).channel.close()  # now created anew: three asked, one given
+    vhost.ctl("delete_queue", DELAY_600)
+    await (await declare(conn, 5)).channel.close()
+    assert vhost.arguments()[DELAY_600] == delay_queue_arguments(600)
+    rows = json.loads(vhost.ctl("list_queues", "name", "members", "--formatter", "json"))
+    assert {len(r["members"]) for r in rows} == {1}
 
 
 async def test_declare_with_another_delivery_limit_warns_instead_of_failing(

@@ -152,3 +152,18 @@ def test_service_database_urls_default_to_the_shared_one() -> None:
     assert shown["QCARE_GATEWAY_DATABASE_URL"] == "postgresql://gw:****@db/qcare"
     assert "gpw" not in str(shown)
     assert "wpw" not in str(shown)
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("QCARE_AMQP_URL", "amqp://qcare:p@ssw0rd@rmq1/qcare"),  # yarl reads up to the last @
+        ("QCARE_AMQP_URL", "amqp://qcare:p@ssw0rd@rmq1/qcare,rmq2,amqp://u:p@ssw0rd@rmq3/q"),
+        ("QCARE_DATABASE_URL", "postgresql://qcare:p@ssw0rd@db:5432/qcare"),
+        ("QCARE_AMQP_URL", "amqp://qcare:pa ssw0rd@rmq1/qcare"),
+    ],
+)
+def test_a_password_holding_an_at_sign_or_a_space_is_masked_whole(variable: str, url: str) -> None:
+    masked = Settings.from_env({variable: url}).masked()[variable]
+    assert "ssw0rd" not in masked, masked
+    assert "rmq1" in masked or "db:5432" in masked

@@ -4,7 +4,14 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from qcare_ingest.dates import HONG_KONG, parse_dob, parse_dotnet, parse_study_time, to_instant
+from qcare_ingest.dates import (
+    HONG_KONG,
+    parse_dob,
+    parse_dotnet,
+    parse_study_time,
+    stored_instant,
+    to_instant,
+)
 
 
 def test_seven_fraction_digits_keep_the_tick() -> None:
@@ -67,3 +74,38 @@ def test_largest_offset_below_a_day_is_kept() -> None:
     parsed = parse_dotnet("2025-10-26T10:55-23:59")
     assert parsed is not None
     assert parsed.value.utcoffset() == -timedelta(hours=23, minutes=59)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T08:00:00+08:00",
+        "9999-12-31T23:59:59.9999999Z",
+        "9999-12-31T23:59:59.999999+00:00",
+        "0001-01-01T07:59:59",  # Hong Kong time: before year 1 in UTC
+    ],
+)
+def test_the_instants_asyncpg_stores_as_infinity_are_no_instant(text: str) -> None:
+    """asyncpg writes UTC's first and last microsecond as -infinity / infinity and reads
+    them back naive: to_instant refuses them like the values outside UTC (text kept)."""
+    parsed = parse_dotnet(text)
+    assert parsed is not None
+    assert to_instant(parsed) is None
+
+
+def test_the_microseconds_next_to_the_ends_are_instants() -> None:
+    first = parse_dotnet("0001-01-01T00:00:00.000001Z")
+    last = parse_dotnet("9999-12-31T15:59:59.999998Z")
+    assert first is not None
+    assert last is not None
+    assert to_instant(first) == datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+    assert to_instant(last) == datetime(9999, 12, 31, 15, 59, 59, 999998, tzinfo=UTC)
+
+
+def test_stored_infinity_reads_as_no_instant() -> None:
+    aware = datetime(2025, 10, 26, 7, 51, tzinfo=UTC)
+    assert stored_instant(aware) is aware
+    assert stored_instant(None) is None
+    assert stored_instant(datetime.min) is None  # asyncpg's -infinity
+    assert stored_instant(datetime.max) is None  # and infinity
