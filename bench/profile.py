@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.__main__ import open_loop, sampled_load, wait_http
+from bench.__main__ import lag_stats, open_loop, sampled_load, wait_http
 from bench.load import new_run
 from tests.support import isolation
 from tests.support.procs import Gateway, Worker
@@ -116,7 +116,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         pids = {"gateway": [gw.pid], "workers": [w.pid for w in workers]}
-        _, _, cpu = await sampled_load(db, url, args.rate, args.seconds, pids, "applied")
+        run, load, cpu = await sampled_load(db, url, args.rate, args.seconds, pids, "applied")
+        lag = await lag_stats(db, run)
         for spy in spies.values():
             await asyncio.wait_for(spy.wait(), 60)
         return {
@@ -124,6 +125,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": args.seconds,
             "messages": cpu["messages"],
             "cpu_us_per_message": cpu["us_per_message"],
+            "lag_ms": {"p50": lag["lag_p50_ms"], "p99": lag["lag_p99_ms"]},
+            "gateway_ms": {"p50": load["p50_ms"], "p99": load["p99_ms"]},
             "profiles": {
                 name: summarise(raw_dir / f"{name}.txt", args.top)
                 for name in procs
@@ -157,6 +160,8 @@ def main() -> int:
         return 0
     print(f"{out['messages']} messages at {out['rate']:.0f} req/s; CPU µs per message:")
     print("  " + ", ".join(f"{k} {v}" for k, v in out["cpu_us_per_message"].items()))
+    lag, gw = out["lag_ms"], out["gateway_ms"]
+    print(f"  lag p50 {lag['p50']} ms, p99 {lag['p99']} ms; gateway p50 {gw['p50']} ms, p99 {gw['p99']} ms")
     for name, prof in out["profiles"].items():
         print(f"\n== {name}: {prof['samples']} samples; by area (% of samples):")
         print("  " + ", ".join(f"{k} {v}" for k, v in prof["areas"].items()))

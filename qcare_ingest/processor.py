@@ -76,8 +76,10 @@ class Processor:
         *,
         stopping: Callable[[], bool] = lambda: False,
         counters: Counters | None = None,
+        lane: int = 0,
     ) -> None:
         self.pool = pool
+        self.lane = lane
         self.settlement = settlement
         self.policy = policy
         self.stopping = stopping
@@ -208,6 +210,7 @@ class Processor:
             extra={
                 "action": "processed",
                 "worker": self.worker,
+                "lane": self.lane,
                 "messages": len(done),
                 "outcomes": counts,
                 "results": [[env.msg_id, result.status] for _, env, result in done],

@@ -156,7 +156,7 @@ class Worker:
             stack.push_async_callback(_cancel, lanes)  # before the connection closes
             for i in range(self.lanes):
                 lane_topology = topology if i == 0 else await attach(conn)
-                lanes.append(await self._lane(pool, lane_topology, lost.set))
+                lanes.append(await self._lane(pool, lane_topology, lost.set, number=i))
             self._consuming = True
             try:
                 log.info(
@@ -183,10 +183,20 @@ class Worker:
                 waiting.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
 
-    async def _lane(self, pool: Any, topology: Topology, lost: Callable[[], None]) -> Lane:
+    async def _lane(
+        self, pool: Any, topology: Topology, lost: Callable[[], None], number: int
+    ) -> Lane:
         """One channel, its own prefetch, one batcher: its batches are consecutive
         deliveries of that channel, so each batch is acked with one `multiple` ack.
-        The batcher starts only once the consumer is in place: nothing to undo before."""
+        The batcher starts only once the consumer is in place: nothing to undo before.
+
+        Lane `number` consumes with priority `lanes - number` (RabbitMQ's consumer
+        priorities): a lane gets deliveries only while every lane before it has its
+        prefetch full. At a moderate rate everything goes to lane 0, whose batches then
+        hold what arrived during the previous transaction; with a backlog the other lanes
+        fill up and run their transactions beside it. Round-robin over equal lanes split
+        a moderate stream into batches of one or two: at 646 msg/s, 150 ms lag p50 and
+        PostgreSQL CPU +8 % per message against 40 ms with priorities (README)."""
         channel = topology.channel
         channel.close_callbacks.add(lambda *_: lost())
         # RabbitMQ cancels a consumer whose queue is deleted (migrate rebuilds it, an operator
@@ -201,6 +211,7 @@ class Worker:
             self.policy,
             stopping=lambda: self.stopping,
             counters=self.counters,
+            lane=number,
         )
         # Deliveries wait in a local queue; the batcher takes what has arrived (up to the
         # batch size) and applies it in one transaction, so batches grow with load and a
@@ -211,7 +222,9 @@ class Worker:
             settlement.received(message)
             arrived.put_nowait(message)
 
-        tag = await topology.queue.consume(on_message)
+        tag = await topology.queue.consume(
+            on_message, arguments={"x-priority": self.lanes - number}
+        )
         batcher = asyncio.create_task(self._batcher(arrived, processor, lost))
         return Lane(topology.queue, tag, arrived, batcher)
 
