@@ -107,6 +107,8 @@ async def read_body(request: web.Request) -> bytes:
     if declared == 0 or not request.can_read_body:
         return b""
     with _reading(request):
+        if request.content.is_eof():  # it has all arrived (the usual case): no deadline to
+            return await request.content.readexactly(declared)  # arm, nothing to wait for
         async with asyncio.timeout(request.app[BODY_TIMEOUT]):
             return await request.content.readexactly(declared)
 
