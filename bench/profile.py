@@ -161,7 +161,10 @@ def main() -> int:
     print(f"{out['messages']} messages at {out['rate']:.0f} req/s; CPU µs per message:")
     print("  " + ", ".join(f"{k} {v}" for k, v in out["cpu_us_per_message"].items()))
     lag, gw = out["lag_ms"], out["gateway_ms"]
-    print(f"  lag p50 {lag['p50']} ms, p99 {lag['p99']} ms; gateway p50 {gw['p50']} ms, p99 {gw['p99']} ms")
+    print(
+        f"  lag p50 {lag['p50']} ms, p99 {lag['p99']} ms; "
+        f"gateway p50 {gw['p50']} ms, p99 {gw['p99']} ms"
+    )
     for name, prof in out["profiles"].items():
         print(f"\n== {name}: {prof['samples']} samples; by area (% of samples):")
         print("  " + ", ".join(f"{k} {v}" for k, v in prof["areas"].items()))
