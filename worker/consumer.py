@@ -75,8 +75,10 @@ class Worker:
         self._consuming = False
         self.http_port = 0
         self.batch = min(settings.worker_batch, settings.worker_concurrency)
-        # lanes (channel + batcher + transaction): enough to hold `concurrency` in full batches
-        self.lanes = max(1, min(8, -(-settings.worker_concurrency // self.batch)))
+        # lanes (channel + batcher + transaction), each with a prefetch of two batches: while
+        # a lane's transaction runs, its next batch arrives (with a prefetch of one batch
+        # the batches of a drain averaged half of it, and twice the transactions)
+        self.lanes = max(1, min(8, settings.worker_concurrency // (2 * self.batch)))
 
     def stop(self) -> None:
         if not self._stop.is_set():

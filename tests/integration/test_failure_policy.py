@@ -117,9 +117,10 @@ async def test_a_bug_is_dead_lettered_within_seconds_with_its_traceback(
 
 
 async def test_a_lane_whose_set_up_fails_leaves_nothing_behind(procs: Procs) -> None:
-    # 4 lanes of 16; the 3rd lane's basic.consume fails once, after two lanes were set up
+    # 4 lanes (prefetch 32, batches of 16); the 3rd lane's basic.consume fails once, after
+    # two lanes were set up
     worker = procs.worker(
-        concurrency=64,
+        concurrency=128,
         PYTHONPATH=INJECT,
         QCARE_WORKER_BATCH="16",
         QCARE_TEST_FAIL_CONSUME="3",

@@ -1,10 +1,10 @@
 """A worker's lanes: a moderate stream is batched on one lane, a backlog runs on all of them.
 
-A worker holds `lanes` channels (QCARE_WORKER_CONCURRENCY / batch, 4 by default), each with
-its own prefetch and transaction. Lane i consumes with RabbitMQ consumer priority
-lanes - i, so a lane only gets deliveries while the lanes before it have their prefetch
-full. Without the priorities RabbitMQ round-robins every delivery over the four lanes,
-and a moderate stream becomes four streams of one-message transactions.
+A worker holds `lanes` channels (QCARE_WORKER_CONCURRENCY / (2 x batch): 2 by default), each
+with its own prefetch (two batches) and transaction. Lane i consumes with RabbitMQ consumer
+priority lanes - i, so a lane only gets deliveries while the lanes before it have their
+prefetch full. Without the priorities RabbitMQ round-robins every delivery over the lanes,
+and a moderate stream becomes as many streams of one-message transactions.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.support.http import publish_as_gateway
 from tests.support.payloads import order
 from tests.support.procs import Worker, wait_for
 
-DEFAULT_CONCURRENCY = 256  # the product's default: 4 lanes of 64
+DEFAULT_CONCURRENCY = 256  # the product's default: 2 lanes, prefetch 128, batches of 64
 
 
 def lanes_used(worker: Worker, prefix: str) -> Counter[int]:
@@ -50,7 +50,7 @@ async def applied(db: asyncpg.Pool, prefix: str) -> int:
 async def test_a_moderate_stream_is_batched_on_the_first_lane(
     procs: Procs, amqp: aio_pika.abc.AbstractConnection, db: asyncpg.Pool
 ) -> None:
-    worker = procs.worker(concurrency=DEFAULT_CONCURRENCY)
+    worker = procs.worker(concurrency=512)  # 4 lanes: round robin would spread widest
     await worker.consuming()
     started = [e for e in worker.events() if e.get("action") == "consuming"]
     assert started[-1]["lanes"] == 4, started
@@ -73,7 +73,7 @@ async def test_a_backlog_runs_on_several_lanes_at_once(
     procs: Procs, amqp: aio_pika.abc.AbstractConnection, db: asyncpg.Pool
 ) -> None:
     prefix = f"lb{uuid.uuid4().hex[:6]}-"
-    n = 600  # more than one lane's prefetch (64): the next lanes get the rest
+    n = 600  # more than one lane's prefetch (128): the next lanes get the rest
     channel = await amqp.channel()  # publisher confirms: all queued before the worker starts
     try:
         exchange = await channel.get_exchange(EXCHANGE)
