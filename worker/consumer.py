@@ -35,7 +35,10 @@ from qcare_ingest.topology import Topology, attach, declare
 
 log = logging.getLogger(__name__)
 
-LINGER_S = 0.005
+# How long a batch that is not full waits for company. 15 ms rather than 5: at 415 msg/s
+# (two workers) the workers' and PostgreSQL's CPU per message fell 13-23 % (fewer, fuller
+# transactions) for 5-11 ms more lag p50 (p99 45-65 ms). A full batch never waits.
+LINGER_S = 0.015
 
 
 @dataclass
