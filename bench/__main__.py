@@ -315,8 +315,11 @@ async def phase_end_to_end(iso: isolation.Isolated, s: Sizes, out: dict[str, Any
         await wait_http(gw.url)
         await asyncio.gather(*(w.consuming() for w in workers))
         url = gw.url + "/api/v1/qcare/updateXRayOrder"
-        log(f"end to end: saturation, closed loop for {s.http_s} s, 2 workers")
-        burst, saturation = await saturate(db, url, s, "end-to-end applied")
+        # median of `pairs` bursts: the operating point of the lag and CPU rows is half of
+        # it, and single 10 s bursts measured 830 to 1,368/s in three runs of one commit
+        log(f"end to end: saturation, {s.pairs} closed loops of {s.http_s} s, 2 workers")
+        bursts = [await saturate(db, url, s, "end-to-end applied") for _ in range(s.pairs)]
+        burst, saturation = sorted(bursts, key=lambda b: b[1]["per_s"])[len(bursts) // 2]
         pids = {"gateway": [gw.pid], "workers": [w.pid for w in workers]}
 
         async def at(rate: float, cpu: bool = False) -> dict[str, Any]:
@@ -335,6 +338,7 @@ async def phase_end_to_end(iso: isolation.Isolated, s: Sizes, out: dict[str, Any
 
         out["end_to_end"] = {
             "saturation_per_s": saturation["per_s"],
+            "saturation_runs_per_s": [b[1]["per_s"] for b in bursts],
             "saturation_accepted_rps": burst["rps"],
             "ratio_to_gateway_saturation": round(saturation["per_s"] / gateway_sat, 3),
             "half": await at(saturation["per_s"] * 0.5, cpu=True),
@@ -516,7 +520,8 @@ def table(out: dict[str, Any]) -> str:
             f"{d['ratio_to_naive_1_connection']} |"
         )
     lines.append(
-        f"| end-to-end saturation, gateway + 2 workers | {e['saturation_per_s']}/s | "
+        f"| end-to-end saturation, gateway + 2 workers, median of "
+        f"{len(e.get('saturation_runs_per_s', [0]))} | {e['saturation_per_s']}/s | "
         f"{g['saturation_rps']} req/s gateway alone | {e['ratio_to_gateway_saturation']} |"
     )
     for key, what in (("half", "end-to-end"), ("half_of_gateway", "gateway-alone")):
