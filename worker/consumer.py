@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # (two workers) the workers' and PostgreSQL's CPU per message fell 13-23 % (fewer, fuller
 # transactions) for 5-11 ms more lag p50 (p99 45-65 ms). A full batch never waits.
 LINGER_S = 0.015
+MAX_LANES = 8
 
 
 @dataclass
@@ -81,7 +82,10 @@ class Worker:
         # lanes (channel + batcher + transaction), each with a prefetch of two batches: while
         # a lane's transaction runs, its next batch arrives (with a prefetch of one batch
         # the batches of a drain averaged half of it, and twice the transactions)
-        self.lanes = max(1, min(8, settings.worker_concurrency // (2 * self.batch)))
+        self.lanes = max(1, min(MAX_LANES, settings.worker_concurrency // (2 * self.batch)))
+        # at most two batches each: past MAX_LANES lanes, a bigger prefetch would only queue
+        # messages behind lane 0's serial transactions (so concurrency is an upper bound)
+        self.prefetch = max(1, min(settings.worker_concurrency // self.lanes, 2 * self.batch))
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -167,7 +171,8 @@ class Worker:
                 log.info(
                     "consuming",
                     extra={"action": "consuming", "worker": self.id,
-                           "prefetch": self.settings.worker_concurrency,
+                           "prefetch": self.prefetch * len(lanes),
+                           "lane_prefetch": self.prefetch,
                            "batch": self.batch, "lanes": len(lanes)},
                 )  # fmt: skip
                 await self._until_stopped_or(lost)
@@ -175,7 +180,9 @@ class Worker:
                 self._consuming = False
             if lost.is_set() and not self.stopping:
                 raise ConnectionError("broker connection lost")
-            for lane in lanes:
+            # the last lane first: cancelling lane 0 first would make the next lane the
+            # first in line for a moment, and it would take a prefetch to drain
+            for lane in reversed(lanes):
                 await lane.stop_consuming()
             await self._drain(lanes)
 
@@ -195,8 +202,9 @@ class Worker:
         deliveries of that channel, so each batch is acked with one `multiple` ack.
         The batcher starts only once the consumer is in place: nothing to undo before.
 
-        Lane `number` consumes with priority `lanes - number` (RabbitMQ's consumer
-        priorities): a lane gets deliveries only while every lane before it has its
+        Lane `number` consumes with priority `MAX_LANES - number` (RabbitMQ's consumer
+        priorities; the same rank for lane i on every worker, whatever its lane count): a
+        lane gets deliveries only while every lane before it (on any worker) has its
         prefetch full. At a moderate rate everything goes to lane 0, whose batches then
         hold what arrived during the previous transaction; with a backlog the other lanes
         fill up and run their transactions beside it. Round-robin over equal lanes split
@@ -208,7 +216,7 @@ class Worker:
         # deletes it): start the session over, or the worker would sit idle "consuming"
         underlay = await channel.get_underlay_channel()
         underlay.on_consumer_cancel_callbacks.add(lambda _frame: lost())
-        await channel.set_qos(prefetch_count=max(1, self.settings.worker_concurrency // self.lanes))
+        await channel.set_qos(prefetch_count=self.prefetch)
         settlement = Settlement(topology.dlx, channel.default_exchange)
         processor = Processor(
             pool,
@@ -227,9 +235,7 @@ class Worker:
             settlement.received(message)
             arrived.put_nowait(message)
 
-        tag = await topology.queue.consume(
-            on_message, arguments={"x-priority": self.lanes - number}
-        )
+        tag = await topology.queue.consume(on_message, arguments={"x-priority": MAX_LANES - number})
         batcher = asyncio.create_task(self._batcher(arrived, processor, lost))
         return Lane(topology.queue, tag, arrived, batcher)
 

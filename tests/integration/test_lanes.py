@@ -20,7 +20,7 @@ import asyncpg
 
 from qcare_ingest.dto import QCareDto
 from qcare_ingest.envelope import Envelope
-from qcare_ingest.topology import EXCHANGE, ROUTING_KEY
+from qcare_ingest.topology import EXCHANGE, QUEUE, ROUTING_KEY
 from tests.conftest import Procs
 from tests.support.http import publish_as_gateway
 from tests.support.payloads import order
@@ -47,6 +47,23 @@ async def applied(db: asyncpg.Pool, prefix: str) -> int:
     )
 
 
+async def queue_empty(amqp: aio_pika.abc.AbstractConnection) -> bool:
+    channel = await amqp.channel()
+    try:
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        return queue.declaration_result.message_count == 0
+    finally:
+        await channel.close()
+
+
+def batch_sizes(worker: Worker, prefix: str) -> list[int]:
+    return [
+        len(e["results"])
+        for e in worker.events()
+        if e.get("action") == "processed" and e["results"][0][0].startswith(prefix)
+    ]
+
+
 async def test_a_moderate_stream_is_batched_on_the_first_lane(
     procs: Procs, amqp: aio_pika.abc.AbstractConnection, db: asyncpg.Pool
 ) -> None:
@@ -54,6 +71,8 @@ async def test_a_moderate_stream_is_batched_on_the_first_lane(
     await worker.consuming()
     started = [e for e in worker.events() if e.get("action") == "consuming"]
     assert started[-1]["lanes"] == 4, started
+    # nothing left over by earlier tests (the vhost is the run's): it would fill lane 0
+    await wait_for(lambda: queue_empty(amqp), 30, what="queue empty")
     prefix = f"ln{uuid.uuid4().hex[:6]}-"
     n = 40
     for i in range(n):  # one at a time, each confirmed: never more than one in flight
@@ -101,3 +120,7 @@ async def test_a_backlog_runs_on_several_lanes_at_once(
     used = lanes_used(worker, prefix)
     assert sum(used.values()) == n
     assert len(used) >= 2, used
+    # each lane holds two batches, so the next one is there when a transaction ends: most
+    # messages go in full batches (with a prefetch of one batch they averaged half of one)
+    sizes = batch_sizes(worker, prefix)
+    assert sum(size for size in sizes if size == 64) >= n // 2, sizes
