@@ -253,25 +253,42 @@ async def _none() -> None:
     return None
 
 
-async def search_service_requests(request: web.Request) -> web.Response:
+async def _search_view(
+    request: web.Request,
+    parse: Callable[[list[tuple[str, str]]], Any],
+    query: Callable[[Conn, Any], Awaitable[Any]],
+    resource: str,
+    render: Callable[[Any], Json],
+) -> web.Response:
+    """A search: parse the query (400 OperationOutcome), read one page (audited), bundle."""
     pairs = list(request.query.items())
     try:
-        search = request_search(pairs)
+        search = parse(pairs)
     except SearchError as exc:
         return outcome(400, exc.code, exc.diagnostics)
     try:
         page = await _audited(
             request,
-            lambda conn: search_orders(conn, search),
+            lambda conn: query(conn, search),
             FHIR_SEARCH,
-            masked_search("ServiceRequest", pairs),
+            masked_search(resource, pairs),
             lambda p: bool(p.items),
         )
     except _DB_ERRORS as exc:
         return _unavailable(exc)
-    entries = [service_request(o.row, o.services) for o in page.items]
+    entries = [render(item) for item in page.items]
     links = _links(request, search.paging, page.total)
     return fhir_json(searchset(base_url(request), entries, page.total, links))
+
+
+async def search_service_requests(request: web.Request) -> web.Response:
+    return await _search_view(
+        request,
+        request_search,
+        search_orders,
+        "ServiceRequest",
+        lambda o: service_request(o.row, o.services),
+    )
 
 
 async def read_patient(request: web.Request) -> web.Response:
@@ -293,24 +310,7 @@ async def read_patient(request: web.Request) -> web.Response:
 
 
 async def search_patients_view(request: web.Request) -> web.Response:
-    pairs = list(request.query.items())
-    try:
-        search = patient_search(pairs)
-    except SearchError as exc:
-        return outcome(400, exc.code, exc.diagnostics)
-    try:
-        page = await _audited(
-            request,
-            lambda conn: search_patients(conn, search),
-            FHIR_SEARCH,
-            masked_search("Patient", pairs),
-            lambda p: bool(p.items),
-        )
-    except _DB_ERRORS as exc:
-        return _unavailable(exc)
-    entries = [patient(row) for row in page.items]
-    links = _links(request, search.paging, page.total)
-    return fhir_json(searchset(base_url(request), entries, page.total, links))
+    return await _search_view(request, patient_search, search_patients, "Patient", patient)
 
 
 async def unknown(request: web.Request) -> web.Response:
