@@ -132,27 +132,36 @@ async def phase_ceilings(iso: isolation.Isolated, s: Sizes, out: dict[str, Any])
 
 
 async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) -> None:
-    """Saturation of the bare handler and of ours, alternated `s.pairs` times (medians:
-    one 10 s run on a shared 2-core box varies by +-10 %), then ours at 25/50/75 %."""
-    log("gateway: bare handler and ours alternately, then latency at 25/50/75 %")
+    """Saturation of the bare handler (aio-pika's publish), the bare handler on our frame
+    writer and ours, alternated `s.pairs` times (medians: one 10 s run on a shared 2-core
+    box varies by +-10 %), then ours at 25/50/75 %."""
+    log("gateway: bare handlers and ours alternately, then latency at 25/50/75 %")
     closed = ["--mode", "closed", "--concurrency", str(s.http_concurrency)]
     closed += ["--duration", str(s.http_s)]
-    port = free_port()
-    bare = Proc("bench.bare_gateway", iso.env(), ["--port", str(port), "--amqp", iso.amqp_url])
     gw = Gateway(iso.env())
+    procs: list[Proc] = [gw]
     try:
-        bare_url = f"http://127.0.0.1:{port}"
+        await wait_http(gw.url)  # first: it declares the topology the bare handlers publish to
+        port, frames_port = free_port(), free_port()
+        args = ["--amqp", iso.amqp_url]
+        procs.append(Proc("bench.bare_gateway", iso.env(), ["--port", str(port), *args]))
+        procs.append(
+            Proc("bench.bare_gateway", iso.env(),
+                 ["--port", str(frames_port), *args, "--publish", "frames"])
+        )  # fmt: skip
+        bare_url, frames_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{frames_port}"
         await wait_http(bare_url)
-        await wait_http(gw.url)
+        await wait_http(frames_url)
         bare_url += "/api/v1/qcare/updateXRayOrder"
+        frames_url += "/api/v1/qcare/updateXRayOrder"
         url = gw.url + "/api/v1/qcare/updateXRayOrder"
-        bare_runs, our_runs = [], []
+        bare_runs, frames_runs, our_runs = [], [], []
         for _ in range(s.pairs):
-            bare_runs.append(await http_load(bare_url, *closed, "--prefix", new_run()))
-            await purge(iso.amqp_url)
-            our_runs.append(await http_load(url, *closed, "--prefix", new_run()))
-            await purge(iso.amqp_url)
+            for target, runs in ((bare_url, bare_runs), (frames_url, frames_runs), (url, our_runs)):
+                runs.append(await http_load(target, *closed, "--prefix", new_run()))
+                await purge(iso.amqp_url)
         bare_rps = statistics.median(r["rps"] for r in bare_runs)
+        frames_rps = statistics.median(r["rps"] for r in frames_runs)
         sat = sorted(our_runs, key=lambda r: r["rps"])[len(our_runs) // 2]
         points = []
         for share in (0.25, 0.5, 0.75):
@@ -163,6 +172,9 @@ async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) 
         out["gateway"] = {
             "bare_saturation_rps": bare_rps,
             "bare_runs_rps": [r["rps"] for r in bare_runs],
+            "bare_frames_saturation_rps": frames_rps,
+            "bare_frames_runs_rps": [r["rps"] for r in frames_runs],
+            "ratio_to_bare_frames": round(sat["rps"] / frames_rps, 3),
             "saturation_rps": sat["rps"],
             "runs_rps": [r["rps"] for r in our_runs],
             "saturation_p50_ms": sat["p50_ms"],
@@ -172,7 +184,7 @@ async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) 
             "peak_rss_mb": round(rss_mb(gw.pid, "VmHWM"), 1),
         }
     finally:
-        for proc in (bare, gw):
+        for proc in procs:
             proc.terminate()
             proc.close()
     await purge(iso.amqp_url)
@@ -503,6 +515,12 @@ def table(out: dict[str, Any]) -> str:
         f"{g['saturation_rps']} req/s | {g['bare_saturation_rps']} req/s bare | "
         f"{g['ratio_to_bare']} |"
     )
+    if "bare_frames_saturation_rps" in g:
+        lines.append(
+            f"| gateway saturation against a bare handler on our frame writer | "
+            f"{g['saturation_rps']} req/s | {g['bare_frames_saturation_rps']} req/s bare, "
+            f"frames | {g['ratio_to_bare_frames']} |"
+        )
     for p in g["open_loop"]:
         lines.append(
             f"| gateway at {int(p['share'] * 100)} % ({p['offered_rps']:.0f} req/s) | "

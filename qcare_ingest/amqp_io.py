@@ -60,6 +60,10 @@ class CoalescingWriter(asyncio.StreamWriter):
 
 
 class CoalescingTransportFactory(TransportFactory):
+    """One per connection: `writer` is the connection's, once it is open."""
+
+    writer: CoalescingWriter | None = None
+
     async def create(
         self, url: URL, **kwargs: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -78,4 +82,5 @@ class CoalescingTransportFactory(TransportFactory):
             )
         except OSError as exc:
             raise AMQPConnectionError(*exc.args) from exc
-        return reader, CoalescingWriter(transport, protocol, reader, loop)
+        self.writer = CoalescingWriter(transport, protocol, reader, loop)
+        return reader, self.writer

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingM
 from yarl import URL
 
 from .amqp_io import CoalescingTransportFactory
+from .amqp_publish import ConfirmedPublisher
 from .amqp_urls import addresses, where
 from .errors import PublishError, UnpublishableError
 from .tls import amqp_context
@@ -119,7 +120,7 @@ class Publisher:
         self.cooldown = cooldown
         self._conn: AbstractConnection | None = None
         self._topology: Topology | None = None
-        self._raw: aiormq.Channel | None = None  # the topology's, for publishing
+        self._sender: ConfirmedPublisher | None = None  # on the topology's channel
         self._lock = asyncio.Lock()
         self._down_until = 0.0
         self._inflight = 0
@@ -153,8 +154,11 @@ class Publisher:
                 )
                 self._topology = await declare(self._conn, self.delivery_limit, self.delays)
                 raw = await self._topology.channel.get_underlay_channel()
+                factory = self._conn.kwargs.get("transport_factory")
                 assert isinstance(raw, aiormq.Channel)
-                self._raw = raw
+                assert isinstance(factory, CoalescingTransportFactory)
+                assert factory.writer is not None
+                self._sender = ConfirmedPublisher(raw, factory.writer, EXCHANGE, ROUTING_KEY)
             except Exception as exc:
                 self._down_until = time.monotonic() + self.cooldown
                 await self._drop()
@@ -168,7 +172,7 @@ class Publisher:
 
     def _forget(self) -> AbstractConnection | None:
         """Drop the connection and what hangs off it; the caller closes what is returned."""
-        conn, self._conn, self._topology, self._raw = self._conn, None, None, None
+        conn, self._conn, self._topology, self._sender = self._conn, None, None, None
         return conn
 
     async def _drop(self) -> None:
@@ -188,30 +192,18 @@ class Publisher:
             if not self.connected:
                 async with asyncio.timeout(self.timeout):
                     await self._ensure()
-            raw = self._raw
-            assert raw is not None
-            # aiormq directly (the channel aio-pika opened with on_return_raises): this runs
-            # for every request, and aio-pika's Message adds nothing we need. A return
-            # (unroutable) or nack raises; only a Basic.Ack returns.
-            await raw.basic_publish(
-                body,
-                exchange=EXCHANGE,
-                routing_key=ROUTING_KEY,
-                properties=aiormq.spec.Basic.Properties(
-                    content_type="application/json",
-                    delivery_mode=2,  # persistent
-                    message_id=message_id,
-                    headers=headers,
-                ),
-                mandatory=True,
-                timeout=max(0.001, deadline - time.monotonic()),
-                wait=False,  # the confirm is what we wait for, not the socket write
-            )
+            sender = self._sender
+            assert sender is not None
+            # frames written straight to the connection (amqp_publish.py): this runs for
+            # every request. A return (unroutable) or nack fails the confirmation.
+            confirmation = sender.send(body, message_id, headers, "application/json")
+            async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                await confirmation
         except PublishError:
             raise
         except (TypeError, ValueError, struct.error) as exc:
-            # Raised while the frames were built, before anything was queued for the socket
-            # (aiormq hands the delivery tag back): the message's fault, not the channel's,
+            # Raised while the frames were built, before a delivery tag was taken or a byte
+            # written: the message's fault, not the channel's,
             # so the shared connection stays. A header that could not be encoded cost it
             # before, and every request in flight on it got a 503.
             raise UnpublishableError(f"message cannot be framed: {type(exc).__name__}") from exc

@@ -22,6 +22,7 @@ def test_bench_smoke_runs_every_phase(tmp_path: Path) -> None:
     for section in sections:
         assert section in out
     assert out["gateway"]["saturation_rps"] > 0
+    assert out["gateway"]["bare_frames_saturation_rps"] > 0
     assert out["drain"][0]["per_s"] > 0
     assert out["end_to_end"]["saturation_per_s"] > 0
     assert out["end_to_end"]["half"]["applied"] > 0
@@ -31,3 +32,4 @@ def test_bench_smoke_runs_every_phase(tmp_path: Path) -> None:
         assert cpu["cpu_s"]["total"] > 0
     assert (tmp_path / "smoke.png").stat().st_size > 1000
     assert "| gateway saturation" in result.stdout
+    assert "| gateway saturation against a bare handler on our frame writer" in result.stdout
