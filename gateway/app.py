@@ -113,8 +113,19 @@ def _guard(settings: Settings, request: web.Request, route: str) -> web.Response
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Metrics for every request; network allow-list and API key for /api/ (one layer:
-    every intake request passes through it)."""
+    """The application's one middleware (each layer costs every intake request): on /fhir/
+    paths errors become OperationOutcomes around the checks below; /console pages get the
+    console's guard inside them."""
+    path = request.path
+    if path.startswith(fhir.PREFIX):
+        return await fhir.as_outcomes(request, functools.partial(_checked, handler=handler))
+    if console.is_console(path):
+        handler = functools.partial(console.console_middleware, handler=handler)
+    return await _checked(request, handler)
+
+
+async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics for every request; network allow-list and API key for /api/ and /fhir/."""
     started = time.perf_counter()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
@@ -159,9 +170,7 @@ async def _settle_heap(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[fhir.outcome_middleware, edge_middleware]
-    )
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[edge_middleware])
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.body_timeout
     app[views.ACCEPTED] = AcceptedLog()

@@ -1,7 +1,7 @@
 """FHIR R4 read views (issue 16): /fhir/metadata, ServiceRequest and Patient, read and search.
 
 Answers are application/fhir+json. The edge middleware guards /fhir/ like /api/ (every
-route needs the `read` scope: ROUTE_SCOPES); `outcome_middleware`, outside it, turns any
+route needs the `read` scope: ROUTE_SCOPES); `as_outcomes`, around its checks, turns any
 refusal or error on a /fhir/ path (401, 403, 404, 405, ...) into an OperationOutcome.
 Every read of a Patient or ServiceRequest, found or not, writes one audit row before it
 answers, naming the id or the search with identifiers masked (no row, no data).
@@ -109,12 +109,9 @@ def _as_outcome(status: int, body: bytes | None, headers: Any) -> web.Response:
     return outcome(status, _CODES.get(status, "exception"), diagnostics, **kept)
 
 
-@web.middleware
-async def outcome_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors on /fhir/ paths as OperationOutcomes (outside the edge middleware, so its
-    401/403 are rewritten too)."""
-    if not request.path.startswith(PREFIX):
-        return await handler(request)
+async def as_outcomes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors on /fhir/ paths as OperationOutcomes (the gateway's middleware calls it around
+    its own checks, so their 401/403 are rewritten too)."""
     try:
         response = await handler(request)
     except web.HTTPException as exc:

@@ -1,11 +1,12 @@
 """The operations console at /console (issue 15): server-rendered pages on the gateway.
 
-`setup(app)` registers the console's routes, its static files and its middleware, which,
-for every /console path: adds the security headers; in dev mode (no keys) answers only a
-loopback Host; lets the sign-in page and the static files through; sends anyone without
-a session to the sign-in page (302); renews the session cookie on use (not on a script's
-poll); checks the CSRF token and the origin of every POST; and turns a missing route, a
-refusal by aiohttp or an unexpected error into a plain page, never a traceback.
+`setup(app)` registers the console's routes and static files. `console_middleware`, which
+the gateway's one middleware calls for every /console path: adds the security headers; in
+dev mode (no keys) answers only a loopback Host; lets the sign-in page and the static files
+through; sends anyone without a session to the sign-in page (302); renews the session
+cookie on use (not on a script's poll); checks the CSRF token and the origin of every
+POST; and turns a missing route, a refusal by aiohttp or an unexpected error into a plain
+page, never a traceback.
 
 Modules: session.py (sign-in/out, cookie, CSRF), render.py (Jinja2), pages.py (search,
 message, order), deadletters.py (DLQ pages), dashboard.py (dashboard). A module adds its
@@ -63,7 +64,7 @@ def loopback_host(host: str) -> bool:
     return name in LOOPBACK_HOSTS and (rest == "" or (rest[:1] == ":" and rest[1:].isdigit()))
 
 
-def _is_console(path: str) -> bool:
+def is_console(path: str) -> bool:
     return path == "/console" or path.startswith("/console/")
 
 
@@ -111,10 +112,9 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
-@web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _is_console(request.path):
-        return await handler(request)
+    """Around every console page (the gateway's one middleware calls it for `is_console`
+    paths): sign-in, CSRF, error pages and security headers."""
     try:
         response = await _guarded(request, handler)
     except web.HTTPException as exc:
@@ -158,7 +158,6 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def setup(app: web.Application) -> None:
     """Routes, static files and the middleware of the console (call once, in create_app)."""
-    app.middlewares.append(console_middleware)
     session.add_routes(app)
     dashboard.add_routes(app)
     pages.add_routes(app)
