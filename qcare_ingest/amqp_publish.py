@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 import aiormq
+from aiormq.channel import Returning
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands, encode, frame
 
@@ -87,8 +88,9 @@ class ConfirmedPublisher:
         exchange: str,
         routing_key: str,
     ) -> None:
-        if not channel.publisher_confirms:
-            raise ValueError("the channel must have publisher confirms on")
+        if not channel.publisher_confirms or not channel.on_return_raises:
+            # without on_return_raises aiormq resolves a returned message's future: a 200
+            raise ValueError("the channel must confirm publishes and raise on returns")
         self._channel = channel
         self._writer = writer
         number = channel.number
@@ -97,7 +99,8 @@ class ConfirmedPublisher:
             number,
         )
         self._number = number
-        self._max_body = channel.max_content_size
+        # frame_max 0 means no limit (aiormq's size is then negative): one body frame
+        self._max_body = channel.max_content_size if channel.max_content_size > 0 else None
 
     def send(
         self, body: bytes, message_id: str, headers: dict[str, Any], content_type: str
@@ -108,14 +111,18 @@ class ConfirmedPublisher:
         channel = self._channel
         if channel.is_closed:
             raise ChannelInvalidStateError(f"{channel!r} closed")
+        if not message_id:  # aiormq would make one up; returns are found by it
+            raise ValueError("a message needs a message_id")
         header = _HEADER_HEAD.pack(BASIC_CLASS, 0, len(body)) + properties(
             content_type, message_id, headers
         )
+        size = self._max_body
+        if size is not None and len(header) > size:  # the broker would close the connection
+            raise ValueError("the message's properties do not fit in one frame")
         number = self._number
         parts = [self._method, _FRAME_HEAD.pack(HEADER, number, len(header)), header, FRAME_END]
-        size = self._max_body
-        if len(body) < size:  # aiormq's split: frames of frame_max - 8 bytes, none if empty
-            if body:
+        if size is None or len(body) < size:  # aiormq's split: frames of frame_max - 8 bytes
+            if body:  # (none for an empty body)
                 parts += (_FRAME_HEAD.pack(BODY, number, len(body)), body, FRAME_END)
         else:
             for start in range(0, len(body), size):
@@ -131,6 +138,18 @@ class ConfirmedPublisher:
         returns[message_id] = tag
         confirmation.add_done_callback(partial(_forget, returns, message_id, tag))
         self._writer.write(data)
+        return confirmation
+
+    def pending(self, message_id: str) -> asyncio.Future[Any] | None:
+        """The unconfirmed publish of this message_id on the channel, if there is one. A
+        return names its message by message_id only (aiormq keeps one tag per id), so a
+        second publish of the same id must wait for the first one's outcome: else the
+        first one's return would fail the second and its ack answer the first."""
+        channel = self._channel
+        tag = channel.message_id_delivery_tag.get(message_id)
+        confirmation = channel.confirmations.get(tag) if tag is not None else None
+        if confirmation is None or isinstance(confirmation, Returning) or confirmation.done():
+            return None  # (Returning: returned already, its ack on the way)
         return confirmation
 
 

@@ -194,21 +194,30 @@ class Publisher:
                     await self._ensure()
             sender = self._sender
             assert sender is not None
-            # frames written straight to the connection (amqp_publish.py): this runs for
-            # every request. A return (unroutable) or nack fails the confirmation.
-            confirmation = sender.send(body, message_id, headers, "application/json")
+            while (earlier := sender.pending(message_id)) is not None:
+                # the same msg_id not yet confirmed (a client's retry): its outcome first,
+                # as RabbitMQ names a returned message by its id alone
+                await asyncio.wait([earlier], timeout=max(0.001, deadline - time.monotonic()))
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
+            try:
+                # frames written straight to the connection (amqp_publish.py): this runs
+                # for every request. A return (unroutable) or nack fails the confirmation.
+                confirmation = sender.send(body, message_id, headers, "application/json")
+            except (TypeError, ValueError, struct.error) as exc:
+                # Raised while the frames were built, before a delivery tag was taken or a
+                # byte written: the message's fault, not the channel's, so the shared
+                # connection stays (a header that could not be encoded once cost it, and
+                # every request in flight on it got a 503).
+                raise UnpublishableError(f"message cannot be framed: {type(exc).__name__}") from exc
             async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
                 await confirmation
-        except PublishError:
+        except (PublishError, UnpublishableError):
             raise
-        except (TypeError, ValueError, struct.error) as exc:
-            # Raised while the frames were built, before a delivery tag was taken or a byte
-            # written: the message's fault, not the channel's,
-            # so the shared connection stays. A header that could not be encoded cost it
-            # before, and every request in flight on it got a 503.
-            raise UnpublishableError(f"message cannot be framed: {type(exc).__name__}") from exc
         except (Exception, TimeoutError) as exc:
-            # The channel state is unknown now: start over on the next publish.
+            # The channel state is unknown now: start over on the next publish. (A return or
+            # a nack too: reconnecting declares the topology again, which binds a queue an
+            # operator or a failed upgrade left unbound, and moves to a node that works.)
             self._down_until = 0.0
             conn = self._forget()
             if conn is not None:

@@ -113,6 +113,58 @@ async def test_an_unroutable_message_is_refused_and_the_next_one_goes(
     assert [m.message_id for m in await take(url, 1)] == ["found"]
 
 
+async def test_one_msg_id_twice_in_flight_to_an_unbound_queue_gets_no_200(
+    publisher: tuple[Publisher, str],
+) -> None:
+    """RabbitMQ names a returned message by its message_id alone: a client's retry sent
+    while the first post still waits for its confirm must not be answered by the first
+    one's ack (before, one of the two got a 200 and neither was queued)."""
+    pub, url = publisher
+    conn = await aio_pika.connect(url)
+    try:
+        channel = await conn.channel()
+        queue = await channel.get_queue(QUEUE, ensure=False)
+        await queue.unbind(EXCHANGE, ROUTING_KEY)
+        outcomes = await asyncio.gather(
+            *(pub.publish(b"{}", "same", HEADERS) for _ in range(3)), return_exceptions=True
+        )
+        assert [type(o) for o in outcomes] == [PublishError] * 3
+        await queue.bind(EXCHANGE, ROUTING_KEY)
+        await asyncio.gather(*(pub.publish(b"{}", "twice", HEADERS) for _ in range(2)))
+        assert [m.message_id for m in await take(url, 2)] == ["twice", "twice"]
+    finally:
+        await conn.close()
+
+
+async def test_every_confirmed_publish_is_in_the_queue_when_the_broker_refuses_some(
+    publisher: tuple[Publisher, str],
+) -> None:
+    """A queue over its length limit nacks (reject-publish): acks and nacks mixed on one
+    channel, each answering its own publish. Every publish that returned is queued."""
+    pub, url = publisher
+    vhost = url.rsplit("/", 1)[1]
+    rabbitmqctl("set_policy", "-p", vhost, "one", "^qcare\\.ingest$", '{"max-length":3}',
+                "--apply-to", "queues")  # fmt: skip
+
+    async def confirmed(msg_id: str) -> bool:
+        try:
+            await pub.publish(b"{}", msg_id, HEADERS)
+        except PublishError:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(confirmed(f"n-{i}") for i in range(60)))
+    outcomes += [await confirmed(f"s-{i}") for i in range(10)]
+    assert not all(outcomes)  # the limit was reached: nacks happened
+    conn = await aio_pika.connect(url)
+    try:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        assert queue.declaration_result.message_count == sum(outcomes)
+    finally:
+        await conn.close()
+
+
 async def test_a_header_that_cannot_be_encoded_costs_only_its_own_request(
     publisher: tuple[Publisher, str],
 ) -> None:

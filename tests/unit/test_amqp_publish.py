@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiormq.abc import ChannelFrame
+from aiormq.channel import Returning
 from aiormq.exceptions import ChannelInvalidStateError
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,10 +25,11 @@ MAX_BODY = FRAME_MAX - 8  # aiormq's max_content_size
 class StubChannel:
     """The attributes of aiormq.Channel that the publisher reads and writes."""
 
-    def __init__(self, number: int = 1) -> None:
+    def __init__(self, number: int = 1, max_content_size: int = MAX_BODY) -> None:
         self.number = number
-        self.max_content_size = MAX_BODY
+        self.max_content_size = max_content_size
         self.publisher_confirms = True
+        self.on_return_raises = True
         self.is_closed = False
         self.delivery_tag = 0
         self.confirmations: dict[int, asyncio.Future[Any]] = {}
@@ -45,8 +47,16 @@ class StubWriter:
         self.written.append(data)
 
 
-def aiormq_bytes(body: bytes, message_id: str, headers: dict[str, Any], channel: int = 1) -> bytes:
-    """What aiormq.Channel.basic_publish puts on the write queue for the same publish."""
+def aiormq_bytes(
+    body: bytes,
+    message_id: str,
+    headers: dict[str, Any],
+    channel: int = 1,
+    max_body: int = MAX_BODY,
+) -> bytes:
+    """What aiormq.Channel.basic_publish puts on the write queue for the same publish
+    (its _split_body: one frame below max_body, else max_body slices; fp.read(negative),
+    frame_max 0, reads it all)."""
     props = commands.Basic.Properties(
         content_type="application/json", delivery_mode=2, message_id=message_id, headers=headers
     )
@@ -54,10 +64,10 @@ def aiormq_bytes(body: bytes, message_id: str, headers: dict[str, Any], channel:
         commands.Basic.Publish(exchange="qcare.ingest", routing_key="update", mandatory=True),
         ContentHeader(properties=props, body_size=len(body)),
     ]
-    if body and len(body) < MAX_BODY:
+    if body and (len(body) < max_body or max_body <= 0):
         frames.append(ContentBody(body))
     elif body:
-        frames += [ContentBody(body[i : i + MAX_BODY]) for i in range(0, len(body), MAX_BODY)]
+        frames += [ContentBody(body[i : i + max_body]) for i in range(0, len(body), max_body)]
     return ChannelFrame.marshall(channel_number=channel, frames=frames).payload
 
 
@@ -82,6 +92,56 @@ async def test_frames_match_aiormq_for_every_body_size(size: int) -> None:
     body = bytes(i % 251 for i in range(size))
     publisher(channel, writer).send(body, "m-1", GATEWAY_HEADERS, "application/json")
     assert writer.written == [aiormq_bytes(body, "m-1", GATEWAY_HEADERS, channel=7)]
+
+
+@pytest.mark.parametrize(
+    ("max_body", "size"),
+    [(4088, 4087), (4088, 4088), (4088, 10_000), (-8, 1000), (-8, 300_000)],
+)
+async def test_frames_match_aiormq_for_a_negotiated_frame_max(max_body: int, size: int) -> None:
+    """frame_max 4096 (the smallest a broker may set) and 0 (no limit: aiormq's size is
+    then negative, and it sends one frame)."""
+    channel, writer = StubChannel(max_content_size=max_body), StubWriter()
+    body = bytes(i % 251 for i in range(size))
+    publisher(channel, writer).send(body, "m-1", GATEWAY_HEADERS, "application/json")
+    assert writer.written == [aiormq_bytes(body, "m-1", GATEWAY_HEADERS, max_body=max_body)]
+
+
+def test_properties_larger_than_a_frame_are_refused_before_anything_is_sent() -> None:
+    channel, writer = StubChannel(max_content_size=4088), StubWriter()
+    warnings = {"x-qcare-warnings": "w" * 5000}  # the broker would close the connection
+    with pytest.raises(ValueError, match="do not fit in one frame"):
+        publisher(channel, writer).send(b"{}", "m-1", warnings, "application/json")
+    assert (channel.delivery_tag, writer.written) == (0, [])
+
+
+def test_an_empty_message_id_is_refused() -> None:
+    """aiormq would make one up, and a return could not be matched to its request."""
+    channel, writer = StubChannel(), StubWriter()
+    with pytest.raises(ValueError, match="message_id"):
+        publisher(channel, writer).send(b"{}", "", {}, "application/json")
+
+
+def test_a_channel_that_does_not_raise_on_returns_is_refused() -> None:
+    """aiormq would then resolve a returned message's confirmation: a 200 for nothing."""
+    channel = StubChannel()
+    channel.on_return_raises = False
+    with pytest.raises(ValueError, match="returns"):
+        publisher(channel, StubWriter())
+
+
+async def test_pending_names_the_unconfirmed_publish_of_a_message_id() -> None:
+    channel, writer = StubChannel(), StubWriter()
+    pub = publisher(channel, writer)
+    assert pub.pending("a") is None
+    first = pub.send(b"{}", "a", {}, "application/json")
+    assert pub.pending("a") is first
+    assert pub.pending("b") is None
+    channel.confirmations[1] = Returning()  # what aiormq holds once the broker returned it
+    assert pub.pending("a") is None
+    channel.confirmations[1] = first
+    first.set_result(None)
+    assert pub.pending("a") is None
 
 
 values = st.one_of(
