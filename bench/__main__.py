@@ -577,6 +577,11 @@ def table(out: dict[str, Any]) -> str:
     )
     lines.append("")
     lines += [f"- {'PASS' if ok else 'FAIL'} {name}: {value}" for name, value, ok in verdicts(out)]
+    if "ratio_to_bare_frames" in g:  # not a target: read the gateway verdict beside it
+        lines.append(
+            f"- (not a target) gateway saturation against a bare handler on our frame writer: "
+            f"{g['ratio_to_bare_frames']:.2f} x"
+        )
     return "\n".join(lines)
 
 
@@ -614,6 +619,7 @@ def chart(out: dict[str, Any], path: Path) -> None:
         "naive DB\n1 conn",
         "naive\nworker",
         "gateway\nbare",
+        "gateway bare\nour frames",
         "bare\npipeline",
         "gateway",
         *[f"drain\n{d['workers']} proc." for d in out["drain"]],
@@ -625,12 +631,13 @@ def chart(out: dict[str, Any], path: Path) -> None:
         c["naive_db_1_connection_per_s"],
         c["naive_worker_per_s"],
         g["bare_saturation_rps"],
+        g.get("bare_frames_saturation_rps", 0),
         out["bare_pipeline"]["saturation_per_s"],
         g["saturation_rps"],
         *[d["per_s"] for d in out["drain"]],
         out["end_to_end"]["saturation_per_s"],
     ]
-    colors = ["#999"] * 6 + ["#1f77b4"] * (len(values) - 6)
+    colors = ["#999"] * 7 + ["#1f77b4"] * (len(values) - 7)
     right.bar(range(len(values)), values, color=colors)
     right.set_xticks(range(len(values)), names, fontsize=6, rotation=45)
     right.set(ylabel="messages or requests per second", title="Throughput (grey: ceilings)")
