@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -155,9 +156,12 @@ async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) 
         bare_url += "/api/v1/qcare/updateXRayOrder"
         frames_url += "/api/v1/qcare/updateXRayOrder"
         url = gw.url + "/api/v1/qcare/updateXRayOrder"
-        bare_runs, frames_runs, our_runs = [], [], []
-        for _ in range(s.pairs):
-            for target, runs in ((bare_url, bare_runs), (frames_url, frames_runs), (url, our_runs)):
+        bare_runs: list[dict[str, Any]] = []
+        frames_runs: list[dict[str, Any]] = []
+        our_runs: list[dict[str, Any]] = []
+        order = [(bare_url, bare_runs), (frames_url, frames_runs), (url, our_runs)]
+        for i in range(s.pairs):  # each round in another order: none always follows another
+            for target, runs in order[i % 3 :] + order[: i % 3]:
                 runs.append(await http_load(target, *closed, "--prefix", new_run()))
                 await purge(iso.amqp_url)
         bare_rps = statistics.median(r["rps"] for r in bare_runs)
@@ -174,19 +178,20 @@ async def phase_gateway(iso: isolation.Isolated, s: Sizes, out: dict[str, Any]) 
             "bare_runs_rps": [r["rps"] for r in bare_runs],
             "bare_frames_saturation_rps": frames_rps,
             "bare_frames_runs_rps": [r["rps"] for r in frames_runs],
-            "ratio_to_bare_frames": round(sat["rps"] / frames_rps, 3),
+            "ratio_to_bare_frames": round(sat["rps"] / max(frames_rps, 0.1), 3),
             "saturation_rps": sat["rps"],
             "runs_rps": [r["rps"] for r in our_runs],
             "saturation_p50_ms": sat["p50_ms"],
             "saturation_p99_ms": sat["p99_ms"],
-            "ratio_to_bare": round(sat["rps"] / bare_rps, 3),
+            "ratio_to_bare": round(sat["rps"] / max(bare_rps, 0.1), 3),
             "open_loop": points,
             "peak_rss_mb": round(rss_mb(gw.pid, "VmHWM"), 1),
         }
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.terminate()
+            proc.close()  # kills what did not stop
     await purge(iso.amqp_url)
 
 
@@ -462,7 +467,12 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return [
         (
             "gateway saturation >= 0.85 x bare handler (same event loop)",
-            f"{g['ratio_to_bare']:.2f} x",
+            f"{g['ratio_to_bare']:.2f} x"
+            + (
+                f" (against a bare handler on our frame writer: {g['ratio_to_bare_frames']:.2f} x)"
+                if "ratio_to_bare_frames" in g
+                else ""
+            ),
             g["ratio_to_bare"] >= 0.85,
         ),
         (
@@ -577,11 +587,6 @@ def table(out: dict[str, Any]) -> str:
     )
     lines.append("")
     lines += [f"- {'PASS' if ok else 'FAIL'} {name}: {value}" for name, value, ok in verdicts(out)]
-    if "ratio_to_bare_frames" in g:  # not a target: read the gateway verdict beside it
-        lines.append(
-            f"- (not a target) gateway saturation against a bare handler on our frame writer: "
-            f"{g['ratio_to_bare_frames']:.2f} x"
-        )
     return "\n".join(lines)
 
 
@@ -613,31 +618,24 @@ def chart(out: dict[str, Any], path: Path) -> None:
     )
     left.legend()
     c = out["ceilings"]
-    names = [
-        "publish\n64 in flight",
-        "consume\n+ ack",
-        "naive DB\n1 conn",
-        "naive\nworker",
-        "gateway\nbare",
-        "gateway bare\nour frames",
-        "bare\npipeline",
-        "gateway",
-        *[f"drain\n{d['workers']} proc." for d in out["drain"]],
-        "end to end\nsat.",
+    ceilings = [
+        ("publish\n64 in flight", c["publish_pipelined_64_per_s"]),
+        ("consume\n+ ack", c["consume_ack_prefetch_256_per_s"]),
+        ("naive DB\n1 conn", c["naive_db_1_connection_per_s"]),
+        ("naive\nworker", c["naive_worker_per_s"]),
+        ("gateway\nbare", g["bare_saturation_rps"]),
+        ("bare\npipeline", out["bare_pipeline"]["saturation_per_s"]),
     ]
-    values = [
-        c["publish_pipelined_64_per_s"],
-        c["consume_ack_prefetch_256_per_s"],
-        c["naive_db_1_connection_per_s"],
-        c["naive_worker_per_s"],
-        g["bare_saturation_rps"],
-        g.get("bare_frames_saturation_rps", 0),
-        out["bare_pipeline"]["saturation_per_s"],
-        g["saturation_rps"],
-        *[d["per_s"] for d in out["drain"]],
-        out["end_to_end"]["saturation_per_s"],
+    if "bare_frames_saturation_rps" in g:  # runs since the frame writer
+        ceilings.insert(5, ("gateway bare\nour frames", g["bare_frames_saturation_rps"]))
+    ours = [
+        ("gateway", g["saturation_rps"]),
+        *[(f"drain\n{d['workers']} proc.", d["per_s"]) for d in out["drain"]],
+        ("end to end\nsat.", out["end_to_end"]["saturation_per_s"]),
     ]
-    colors = ["#999"] * 7 + ["#1f77b4"] * (len(values) - 7)
+    names = [name for name, _ in ceilings + ours]
+    values = [value for _, value in ceilings + ours]
+    colors = ["#999"] * len(ceilings) + ["#1f77b4"] * len(ours)
     right.bar(range(len(values)), values, color=colors)
     right.set_xticks(range(len(values)), names, fontsize=6, rotation=45)
     right.set(ylabel="messages or requests per second", title="Throughput (grey: ceilings)")
@@ -684,7 +682,18 @@ def cli() -> int:
     parser.add_argument("--smoke", action="store_true", help="every phase, tiny (seconds)")
     parser.add_argument("--soak", type=float, default=300.0, help="soak seconds (default 300)")
     parser.add_argument("--results", default=str(RESULTS), help="where to write results")
+    parser.add_argument(
+        "--render", metavar="FILE.json", help="no run: print a run's table, write its .md, .png"
+    )
     args = parser.parse_args()
+    if args.render:
+        source = Path(args.render)
+        out = json.loads(source.read_text())
+        text = table(out)
+        print(text)
+        source.with_suffix(".md").write_text(text + "\n")
+        chart(out, source.with_suffix(".png"))
+        return 0
     out = asyncio.run(measure(args))
     text = table(out)
     print(text)

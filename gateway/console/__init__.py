@@ -157,7 +157,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def setup(app: web.Application) -> None:
-    """Routes, static files and the middleware of the console (call once, in create_app)."""
+    """The console's routes and static files (call once, in create_app)."""
     session.add_routes(app)
     dashboard.add_routes(app)
     pages.add_routes(app)
