@@ -16,12 +16,10 @@ import sys
 from collections.abc import AsyncIterator
 
 import aio_pika
-import aiormq
 from aiohttp import web
 
-from qcare_ingest.amqp_io import CoalescingTransportFactory
 from qcare_ingest.amqp_publish import ConfirmedPublisher
-from qcare_ingest.broker import connect
+from qcare_ingest.broker import connect, frame_publisher
 from qcare_ingest.topology import EXCHANGE, ROUTING_KEY
 
 EXCHANGE_KEY = web.AppKey("exchange", aio_pika.abc.AbstractExchange)
@@ -60,12 +58,7 @@ def main() -> int:
     async def frames(app: web.Application) -> AsyncIterator[None]:
         conn = await connect(args.amqp, 10, coalesce=True)
         channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
-        raw = await channel.get_underlay_channel()
-        factory = conn.kwargs["transport_factory"]
-        assert isinstance(raw, aiormq.Channel)
-        assert isinstance(factory, CoalescingTransportFactory)
-        assert factory.writer is not None
-        app[FRAMES_KEY] = ConfirmedPublisher(raw, factory.writer, EXCHANGE, ROUTING_KEY)
+        app[FRAMES_KEY] = await frame_publisher(conn, channel)
         yield
         await conn.close()
 

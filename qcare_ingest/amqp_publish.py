@@ -32,7 +32,7 @@ from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands, encode, frame
 
 FRAME_END = b"\xce"
-METHOD, HEADER, BODY = 1, 2, 3
+HEADER, BODY = 2, 3  # frame types (the method frame is marshalled by pamqp, once)
 BASIC_CLASS = 60
 # content-type, headers, delivery-mode, message-id (AMQP 0-9-1 Basic property flags)
 FLAGS = struct.pack(">H", 1 << 15 | 1 << 13 | 1 << 12 | 1 << 7)

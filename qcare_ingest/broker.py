@@ -12,7 +12,12 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+)
 from yarl import URL
 
 from .amqp_io import CoalescingTransportFactory
@@ -23,8 +28,6 @@ from .tls import amqp_context
 from .topology import DELAYS_S, EXCHANGE, ROUTING_KEY, Topology, declare
 
 log = logging.getLogger(__name__)
-
-MAX_SHORTSTR = 255  # bytes: AMQP message-id and other short strings
 
 
 async def republish(
@@ -82,6 +85,18 @@ async def connect(
         )
         return conn
     raise AssertionError("unreachable")
+
+
+async def frame_publisher(conn: AbstractConnection, channel: AbstractChannel) -> ConfirmedPublisher:
+    """The frame writer (amqp_publish.py) on `channel` of `conn`, a connection opened by
+    `connect(..., coalesce=True)`, to the ingest exchange. The channel must publish
+    through nothing else."""
+    raw = await channel.get_underlay_channel()
+    factory = conn.kwargs.get("transport_factory")
+    assert isinstance(raw, aiormq.Channel)
+    assert isinstance(factory, CoalescingTransportFactory), "connect with coalesce=True"
+    assert factory.writer is not None
+    return ConfirmedPublisher(raw, factory.writer, EXCHANGE, ROUTING_KEY)
 
 
 async def _connect_one(
@@ -153,12 +168,7 @@ class Publisher:
                     self.url, self.timeout, coalesce=True, ca_file=self.ca_file
                 )
                 self._topology = await declare(self._conn, self.delivery_limit, self.delays)
-                raw = await self._topology.channel.get_underlay_channel()
-                factory = self._conn.kwargs.get("transport_factory")
-                assert isinstance(raw, aiormq.Channel)
-                assert isinstance(factory, CoalescingTransportFactory)
-                assert factory.writer is not None
-                self._sender = ConfirmedPublisher(raw, factory.writer, EXCHANGE, ROUTING_KEY)
+                self._sender = await frame_publisher(self._conn, self._topology.channel)
             except Exception as exc:
                 self._down_until = time.monotonic() + self.cooldown
                 await self._drop()
@@ -181,10 +191,6 @@ class Publisher:
             await _close_quietly(conn)
 
     async def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
-        if len(message_id.encode("utf-8", "surrogatepass")) > MAX_SHORTSTR:
-            # checked before the channel is touched: a frame that cannot be marshalled must
-            # not cost the shared connection (limits.py keeps msg_id within this)
-            raise ValueError("message_id is longer than an AMQP short string (255 bytes)")
         self._inflight += 1
         self._idle.clear()
         deadline = time.monotonic() + self.timeout

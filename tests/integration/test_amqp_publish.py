@@ -5,6 +5,7 @@ of its own, so nothing else consumes its queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -42,11 +43,19 @@ async def publisher(test_env: RunEnv) -> AsyncIterator[tuple[Publisher, str]]:
         rabbitmqctl("delete_vhost", name)
 
 
-async def take(url: str, count: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+@contextlib.asynccontextmanager
+async def main_queue(url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    """The main queue, on a connection of its own (as an operator would reach it)."""
     conn = await aio_pika.connect(url)
     try:
         channel = await conn.channel()
-        queue = await channel.get_queue(QUEUE, ensure=False)
+        yield await channel.declare_queue(QUEUE, passive=True)
+    finally:
+        await conn.close()
+
+
+async def take(url: str, count: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    async with main_queue(url) as queue:
         got = []
         async with asyncio.timeout(20):
             while len(got) < count:
@@ -57,8 +66,6 @@ async def take(url: str, count: int) -> list[aio_pika.abc.AbstractIncomingMessag
                     got.append(message)
         assert await queue.get(no_ack=True, fail=False) is None  # nothing more arrived
         return got
-    finally:
-        await conn.close()
 
 
 async def test_messages_arrive_whole_with_their_properties(
@@ -99,16 +106,11 @@ async def test_an_unroutable_message_is_refused_and_the_next_one_goes(
     """mandatory: with the main queue unbound RabbitMQ returns the message, and the publish
     fails (503 at the gateway) instead of a 200 for a message that went nowhere."""
     pub, url = publisher
-    conn = await aio_pika.connect(url)
-    try:
-        channel = await conn.channel()
-        queue = await channel.get_queue(QUEUE, ensure=False)
+    async with main_queue(url) as queue:
         await queue.unbind(EXCHANGE, ROUTING_KEY)
         with pytest.raises(PublishError):
             await pub.publish(b"{}", "lost", HEADERS)
         await queue.bind(EXCHANGE, ROUTING_KEY)
-    finally:
-        await conn.close()
     await pub.publish(b"{}", "found", HEADERS)
     assert [m.message_id for m in await take(url, 1)] == ["found"]
 
@@ -120,20 +122,15 @@ async def test_one_msg_id_twice_in_flight_to_an_unbound_queue_gets_no_200(
     while the first post still waits for its confirm must not be answered by the first
     one's ack (before, one of the two got a 200 and neither was queued)."""
     pub, url = publisher
-    conn = await aio_pika.connect(url)
-    try:
-        channel = await conn.channel()
-        queue = await channel.get_queue(QUEUE, ensure=False)
+    async with main_queue(url) as queue:
         await queue.unbind(EXCHANGE, ROUTING_KEY)
         outcomes = await asyncio.gather(
             *(pub.publish(b"{}", "same", HEADERS) for _ in range(3)), return_exceptions=True
         )
         assert [type(o) for o in outcomes] == [PublishError] * 3
         await queue.bind(EXCHANGE, ROUTING_KEY)
-        await asyncio.gather(*(pub.publish(b"{}", "twice", HEADERS) for _ in range(2)))
-        assert [m.message_id for m in await take(url, 2)] == ["twice", "twice"]
-    finally:
-        await conn.close()
+    await asyncio.gather(*(pub.publish(b"{}", "twice", HEADERS) for _ in range(2)))
+    assert [m.message_id for m in await take(url, 2)] == ["twice", "twice"]
 
 
 async def test_every_confirmed_publish_is_in_the_queue_when_the_broker_refuses_some(
@@ -156,13 +153,8 @@ async def test_every_confirmed_publish_is_in_the_queue_when_the_broker_refuses_s
     outcomes = await asyncio.gather(*(confirmed(f"n-{i}") for i in range(60)))
     outcomes += [await confirmed(f"s-{i}") for i in range(10)]
     assert not all(outcomes)  # the limit was reached: nacks happened
-    conn = await aio_pika.connect(url)
-    try:
-        channel = await conn.channel()
-        queue = await channel.declare_queue(QUEUE, passive=True)
+    async with main_queue(url) as queue:
         assert queue.declaration_result.message_count == sum(outcomes)
-    finally:
-        await conn.close()
 
 
 async def test_a_header_that_cannot_be_encoded_costs_only_its_own_request(
