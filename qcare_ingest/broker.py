@@ -105,7 +105,13 @@ async def _connect_one(
     conn = aio_pika.Connection(URL(url), ssl_context=amqp_context(url, ca_file))
     if coalesce:
         conn.kwargs["transport_factory"] = CoalescingTransportFactory()
-    await asyncio.wait_for(conn.connect(timeout=timeout), timeout)
+    try:
+        await asyncio.wait_for(conn.connect(timeout=timeout), timeout)
+    except BaseException:
+        # closed, not left to aio-pika's __del__: a collection outside the event loop
+        # thread cannot schedule its close (an unawaited coroutine, an open socket)
+        await _close_quietly(conn)
+        raise
     return conn
 
 
