@@ -264,7 +264,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    broker = await request.app[PUBLISHER].ping()
+    publisher = request.app[PUBLISHER]
+    broker = await publisher.ping()  # False too while an alarm blocks publishes
     database = True
     try:
         async with asyncio.timeout(3):
@@ -277,6 +278,7 @@ async def readyz(request: web.Request) -> web.Response:
         {
             "status": "ready" if ready else "unavailable",
             "broker": broker,
+            "broker_alarm": publisher.blocked,
             "database": database,
             "auth": "on" if request.app[SETTINGS].api_keys else "off",
         },

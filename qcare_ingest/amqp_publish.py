@@ -93,6 +93,12 @@ class ConfirmedPublisher:
             raise ValueError("the channel must confirm publishes and raise on returns")
         self._channel = channel
         self._writer = writer
+        # RabbitMQ's Connection.Blocked (a memory or disk alarm): aiormq 7.2 keeps it in a
+        # private event and only its own writer waits on it; this writer must ask
+        unblocked = getattr(channel.connection, "_Connection__connection_unblocked", None)
+        if not isinstance(unblocked, asyncio.Event):
+            raise RuntimeError("aiormq no longer tracks Connection.Blocked where expected")
+        self._unblocked = unblocked
         number = channel.number
         self._method = frame.marshal(
             commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
@@ -101,6 +107,12 @@ class ConfirmedPublisher:
         self._number = number
         # frame_max 0 means no limit (aiormq's size is then negative): one body frame
         self._max_body = channel.max_content_size if channel.max_content_size > 0 else None
+
+    @property
+    def blocked(self) -> bool:
+        """RabbitMQ said it reads nothing more from this connection for now (an alarm):
+        frames written meanwhile wait in buffers, their confirmations with them."""
+        return not self._unblocked.is_set()
 
     def send(
         self, body: bytes, message_id: str, headers: dict[str, Any], content_type: str

@@ -115,6 +115,9 @@ async def _connect_one(
     return conn
 
 
+BLOCKED = "RabbitMQ blocks publishes: a resource alarm (memory or disk) is in effect"
+
+
 class Publisher:
     """One connection and confirm channel, re-opened on demand after any failure.
 
@@ -148,6 +151,7 @@ class Publisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing: set[asyncio.Task[None]] = set()
+        self._blocked = False  # as last seen by a publish (logged when it changes)
 
     @property
     def connected(self) -> bool:
@@ -206,6 +210,12 @@ class Publisher:
                     await self._ensure()
             sender = self._sender
             assert sender is not None
+            if sender.blocked != self._blocked:
+                self._note_blocked(sender.blocked)
+            if self._blocked:
+                # nothing written: RabbitMQ would leave it unread until the alarm clears
+                # and the client would wait out the timeout; it retries the 503 instead
+                raise PublishError(BLOCKED)
             while (earlier := sender.pending(message_id)) is not None:
                 # the same msg_id not yet confirmed (a client's retry): its outcome first,
                 # as RabbitMQ names a returned message by its id alone
@@ -227,6 +237,11 @@ class Publisher:
         except (PublishError, UnpublishableError):
             raise
         except (Exception, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError) and self.blocked:
+                # written before RabbitMQ's Connection.Blocked arrived: it stays unread in
+                # the buffers until the alarm clears (then confirmed, or redone by the
+                # client's retry; the msg_id dedupes). The connection is fine: keep it
+                raise PublishError(f"{BLOCKED}; not confirmed in time") from exc
             # The channel state is unknown now: start over on the next publish. (A return or
             # a nack too: reconnecting declares the topology again, which binds a queue an
             # operator or a failed upgrade left unbound, and moves to a node that works.)
@@ -242,13 +257,26 @@ class Publisher:
             if self._inflight == 0:
                 self._idle.set()
 
+    def _note_blocked(self, blocked: bool) -> None:
+        self._blocked = blocked
+        if blocked:
+            log.warning(BLOCKED, extra={"action": "broker_blocked"})
+        else:
+            log.info("RabbitMQ accepts publishes again", extra={"action": "broker_unblocked"})
+
+    @property
+    def blocked(self) -> bool:
+        """RabbitMQ blocks this connection's publishes (a memory or disk alarm)."""
+        return self._sender is not None and self._sender.blocked
+
     async def ping(self) -> bool:
+        """Connected (connecting if need be) and not blocked by an alarm."""
         try:
             async with asyncio.timeout(self.timeout):
                 await self._ensure()
         except (PublishError, TimeoutError):
             return False
-        return True
+        return not self.blocked
 
     async def close(self, grace: float = 10.0) -> None:
         """Wait for in-flight publishes (up to `grace` s), then close."""

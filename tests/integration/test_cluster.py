@@ -10,6 +10,7 @@ printed (pytest -s shows them) and kept in the README.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -39,7 +40,7 @@ from qcare_ingest.store import init_connection
 from qcare_ingest.topology import declare
 from tests.conftest import PG_BASE, RunEnv, _unavailable
 from tests.support.http import post
-from tests.support.payloads import order
+from tests.support.payloads import UPDATE, order
 from tests.support.procs import ROOT, Gateway, Proc, Worker, wait_for
 from tests.support.queues import cli
 
@@ -485,6 +486,60 @@ async def test_a_node_stopped_while_idle_catches_up(
     await wait_for(lambda: _count_is(site.db, prefix, 200), 60, interval=0.2, what="all applied")
     say(f"{cluster.node(victim)} stopped while idle, 200 updates meanwhile: caught up "
         f"{catch_up:.2f}s after it was started again")  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_a_resource_alarm_refuses_intake_at_once_and_loses_nothing(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    """A memory alarm (watermark 0: RabbitMQ blocks every publishing connection of the
+    cluster). RabbitMQ tells a connection so when it next publishes: that publish waits out
+    the publish timeout (503); from then on the gateway answers 503 without writing, says
+    so on /readyz and in its log, keeps its connection, and takes updates again when the
+    alarm clears; every update is applied once."""
+    gw, worker = site.gateway(), site.worker()
+    await asyncio.gather(gw.ready(http, timeout=60), worker.consuming(60))
+    prefix = f"a{uuid.uuid4().hex[:6]}-"
+    await Load(prefix + "before-").run(http, gw, 20)
+    refused = f"{prefix}refused"
+    with memory_alarm(site.cluster):
+        for _ in range(2):  # the publish that learns of the alarm, then one refused at once
+            body, json_type = order(refused, f"ACC-{refused}"), {"Content-Type": "application/json"}
+            async with http.post(gw.url + UPDATE, data=body, headers=json_type) as resp:
+                assert resp.status == 503, await resp.text()
+                assert resp.headers["Retry-After"] == "5"
+                assert "Retry later with the same msg_id" in await resp.text()
+            await wait_for(lambda: _alarm_is(http, gw, True), 30, interval=0.2, what="alarm")
+        events = gw.events()
+        assert any(e.get("action") == "broker_blocked" for e in events)
+        failed = [e.get("error", "") for e in events if e.get("action") == "publish_failed"]
+        assert failed
+        assert all("resource alarm" in error for error in failed), failed
+    await wait_for(lambda: _alarm_is(http, gw, False), 60, interval=0.2, what="alarm cleared")
+    status, _ = await post(http, gw, order(refused, f"ACC-{refused}"))  # the client's retry
+    assert status == 200
+    await Load(prefix + "after-").run(http, gw, 20)
+    events = gw.events()
+    assert any(e.get("action") == "broker_unblocked" for e in events)
+    # the connection was kept through the alarm: connected once in the gateway's life
+    assert sum(e.get("action") == "broker_connected" for e in events) == 1
+    await wait_for(lambda: _count_is(site.db, prefix, 41), 60, interval=0.2, what="applied")
+
+
+@contextlib.contextmanager
+def memory_alarm(cluster: Cluster) -> Iterator[None]:
+    """RabbitMQ's memory alarm, raised at once (watermark 0), cleared on the way out."""
+    cluster.ctl("set_vm_memory_high_watermark", "0")
+    try:
+        yield
+    finally:
+        cluster.ctl("set_vm_memory_high_watermark", "0.4")  # scripts/cluster's default
+
+
+async def _alarm_is(http: aiohttp.ClientSession, gw: Gateway, on: bool) -> bool:
+    async with http.get(gw.url + "/readyz") as resp:
+        body = await resp.json()
+        return resp.status == (503 if on else 200) and body["broker_alarm"] is on
 
 
 async def test_connect_skips_nodes_that_are_down(test_env: RunEnv) -> None:

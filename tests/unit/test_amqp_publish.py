@@ -22,10 +22,19 @@ FRAME_MAX = 131_072
 MAX_BODY = FRAME_MAX - 8  # aiormq's max_content_size
 
 
+class StubConnection:
+    """aiormq.Connection's record of RabbitMQ's Connection.Blocked / Unblocked."""
+
+    def __init__(self) -> None:
+        self._Connection__connection_unblocked = asyncio.Event()
+        self._Connection__connection_unblocked.set()
+
+
 class StubChannel:
     """The attributes of aiormq.Channel that the publisher reads and writes."""
 
     def __init__(self, number: int = 1, max_content_size: int = MAX_BODY) -> None:
+        self.connection = StubConnection()
         self.number = number
         self.max_content_size = max_content_size
         self.publisher_confirms = True
@@ -203,3 +212,20 @@ async def test_a_closed_channel_refuses_before_writing() -> None:
     with pytest.raises(ChannelInvalidStateError):
         publisher(channel, writer).send(b"{}", "a", {}, "application/json")
     assert writer.written == []
+
+
+async def test_blocked_follows_the_brokers_connection_blocked() -> None:
+    channel, writer = StubChannel(), StubWriter()
+    pub = publisher(channel, writer)
+    assert not pub.blocked
+    channel.connection._Connection__connection_unblocked.clear()  # Connection.Blocked read
+    assert pub.blocked
+    channel.connection._Connection__connection_unblocked.set()  # Connection.Unblocked
+    assert not pub.blocked
+
+
+def test_a_connection_without_the_blocked_record_is_refused() -> None:
+    channel = StubChannel()
+    del channel.connection._Connection__connection_unblocked  # an aiormq that moved it
+    with pytest.raises(RuntimeError, match=r"Connection\.Blocked"):
+        publisher(channel, StubWriter())
