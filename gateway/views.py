@@ -266,6 +266,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
     broker = await publisher.ping()  # False too while an alarm blocks publishes
+    alarm = publisher.blocked  # (RabbitMQ says so when the gateway next publishes)
     database = True
     try:
         async with asyncio.timeout(3):
@@ -278,7 +279,7 @@ async def readyz(request: web.Request) -> web.Response:
         {
             "status": "ready" if ready else "unavailable",
             "broker": broker,
-            "broker_alarm": publisher.blocked,
+            "broker_alarm": alarm,
             "database": database,
             "auth": "on" if request.app[SETTINGS].api_keys else "off",
         },

@@ -94,7 +94,8 @@ class ConfirmedPublisher:
         self._channel = channel
         self._writer = writer
         # RabbitMQ's Connection.Blocked (a memory or disk alarm): aiormq 7.2 keeps it in a
-        # private event and only its own writer waits on it; this writer must ask
+        # private event, which its own writer checks only once, when it starts, and its
+        # publish never; this writer asks before every message (broker.Publisher)
         unblocked = getattr(channel.connection, "_Connection__connection_unblocked", None)
         if not isinstance(unblocked, asyncio.Event):
             raise RuntimeError("aiormq no longer tracks Connection.Blocked where expected")

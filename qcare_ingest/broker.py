@@ -107,7 +107,7 @@ async def _connect_one(
         conn.kwargs["transport_factory"] = CoalescingTransportFactory()
     try:
         await asyncio.wait_for(conn.connect(timeout=timeout), timeout)
-    except BaseException:
+    except (Exception, asyncio.CancelledError):
         # closed, not left to aio-pika's __del__: a collection outside the event loop
         # thread cannot schedule its close (an unawaited coroutine, an open socket)
         await _close_quietly(conn)
@@ -116,6 +116,7 @@ async def _connect_one(
 
 
 BLOCKED = "RabbitMQ blocks publishes: a resource alarm (memory or disk) is in effect"
+BLOCKED_RECONNECT_S = 30.0  # a connection blocked this long is replaced (see publish)
 
 
 class Publisher:
@@ -151,7 +152,7 @@ class Publisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing: set[asyncio.Task[None]] = set()
-        self._blocked = False  # as last seen by a publish (logged when it changes)
+        self._blocked_since: float | None = None  # blocked, as a publish last saw it
 
     @property
     def connected(self) -> bool:
@@ -193,6 +194,7 @@ class Publisher:
     def _forget(self) -> AbstractConnection | None:
         """Drop the connection and what hangs off it; the caller closes what is returned."""
         conn, self._conn, self._topology, self._sender = self._conn, None, None, None
+        self._blocked_since = None  # a new connection is not blocked until it publishes
         return conn
 
     async def _drop(self) -> None:
@@ -210,18 +212,14 @@ class Publisher:
                     await self._ensure()
             sender = self._sender
             assert sender is not None
-            if sender.blocked != self._blocked:
-                self._note_blocked(sender.blocked)
-            if self._blocked:
-                # nothing written: RabbitMQ would leave it unread until the alarm clears
-                # and the client would wait out the timeout; it retries the 503 instead
-                raise PublishError(BLOCKED)
+            self._refuse_if_blocked(sender)
             while (earlier := sender.pending(message_id)) is not None:
                 # the same msg_id not yet confirmed (a client's retry): its outcome first,
                 # as RabbitMQ names a returned message by its id alone
                 await asyncio.wait([earlier], timeout=max(0.001, deadline - time.monotonic()))
                 if time.monotonic() >= deadline:
                     raise TimeoutError
+                self._refuse_if_blocked(sender)  # (Blocked may have come meanwhile)
             try:
                 # frames written straight to the connection (amqp_publish.py): this runs
                 # for every request. A return (unroutable) or nack fails the confirmation.
@@ -245,24 +243,47 @@ class Publisher:
             # The channel state is unknown now: start over on the next publish. (A return or
             # a nack too: reconnecting declares the topology again, which binds a queue an
             # operator or a failed upgrade left unbound, and moves to a node that works.)
-            self._down_until = 0.0
-            conn = self._forget()
-            if conn is not None:
-                task = asyncio.get_running_loop().create_task(_close_quietly(conn))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+            self._drop_later()
             raise PublishError(f"publish not confirmed: {type(exc).__name__}") from exc
         finally:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
 
-    def _note_blocked(self, blocked: bool) -> None:
-        self._blocked = blocked
-        if blocked:
-            log.warning(BLOCKED, extra={"action": "broker_blocked"})
-        else:
-            log.info("RabbitMQ accepts publishes again", extra={"action": "broker_unblocked"})
+    def _refuse_if_blocked(self, sender: ConfirmedPublisher) -> None:
+        """PublishError, nothing written, while RabbitMQ blocks the connection (an alarm):
+        written, the message would stay unread until the alarm clears, and the client would
+        wait out the timeout for a 503 anyway. Logs the changes it sees."""
+        blocked = sender.blocked
+        if blocked != (self._blocked_since is not None):
+            if blocked:
+                self._blocked_since = time.monotonic()
+                log.warning(BLOCKED, extra={"action": "broker_blocked"})
+            else:
+                held = time.monotonic() - (self._blocked_since or 0.0)
+                self._blocked_since = None
+                log.info(
+                    "RabbitMQ accepts publishes again",
+                    extra={"action": "broker_unblocked", "blocked_s": round(held, 1)},
+                )
+        if not blocked:
+            return
+        assert self._blocked_since is not None
+        if time.monotonic() - self._blocked_since > BLOCKED_RECONNECT_S:
+            # RabbitMQ stops reading a blocked connection and watching its heartbeats: one
+            # that died meanwhile would look blocked for minutes. A new one (on any node)
+            # is not blocked until it publishes, so the next request finds out again.
+            self._drop_later()
+        raise PublishError(BLOCKED)
+
+    def _drop_later(self) -> None:
+        """Forget the connection now, close it in the background."""
+        self._down_until = 0.0
+        conn = self._forget()
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(_close_quietly(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     @property
     def blocked(self) -> bool:

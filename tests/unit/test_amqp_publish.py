@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiormq
 import pytest
 from aiormq.abc import ChannelFrame
 from aiormq.channel import Returning
@@ -222,6 +223,13 @@ async def test_blocked_follows_the_brokers_connection_blocked() -> None:
     assert pub.blocked
     channel.connection._Connection__connection_unblocked.set()  # Connection.Unblocked
     assert not pub.blocked
+
+
+async def test_aiormq_keeps_connection_blocked_where_the_publisher_reads_it() -> None:
+    """The real aiormq (pinned 7.2.x), not the stub: an upgrade that moved the record
+    fails here, not as a gateway that cannot connect."""
+    conn = aiormq.Connection("amqp://guest:guest@127.0.0.1:1/")
+    assert isinstance(conn._Connection__connection_unblocked, asyncio.Event)  # type: ignore[attr-defined]
 
 
 def test_a_connection_without_the_blocked_record_is_refused() -> None:
