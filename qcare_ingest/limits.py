@@ -92,15 +92,19 @@ def make_storable(dto: QCareDto) -> tuple[QCareDto, list[str]]:
     """The model with unpaired surrogates and NUL replaced by U+FFFD, and a warning per
     field that had any (the field is named, its value is not)."""
     values = dto.__dict__
-    texts = [values[name] for name in _CLEANABLE if values[name] is not None]
-    texts += [
-        value
+    if len(dto.services or ()) > MAX_SERVICE_LINES:
+        return dto, []  # check() refuses it: nothing to store
+    # `$ref` repeats one line (one object) up to MAX_SERVICE_LINES times: each text once,
+    # or a 4 MiB body's text joined and cleaned a hundred times over
+    texts = {id(v): v for name in _CLEANABLE if (v := values[name]) is not None}
+    texts.update(
+        (id(value), value)
         for line in dto.services or ()
         if line is not None
         for name in SERVICE_LIMITS
         if (value := line.__dict__[name]) is not None
-    ]
-    if not _needs_cleaning("".join(texts)):
+    )
+    if not _needs_cleaning("".join(texts.values())):
         return dto, []  # the common case: one scan of all the text
     # msg_id and accessionNo are refused by check(), not changed: an id arrives as sent
     changed: dict[str, Any] = {
@@ -108,7 +112,8 @@ def make_storable(dto: QCareDto) -> tuple[QCareDto, list[str]]:
     }
     lines = dto.services or []
     if any(line is not None and _line_needs_cleaning(line) for line in lines):
-        changed["services"] = [_clean_line(line) for line in lines]
+        once: dict[int, str] = {}  # lines from one `$ref` share their strings
+        changed["services"] = [_clean_line(line, once) for line in lines]
     if not changed:
         return dto, []
     warnings = [
@@ -125,12 +130,15 @@ def _line_needs_cleaning(line: ServicesInfo) -> bool:
     return any(_needs_cleaning(getattr(line, name)) for name in SERVICE_LIMITS)
 
 
-def _clean_line(line: ServicesInfo | None) -> ServicesInfo | None:
+def _clean_line(line: ServicesInfo | None, once: dict[int, str]) -> ServicesInfo | None:
     if line is None or not _line_needs_cleaning(line):
         return line
-    update = {
-        name: _clean(value) for name in SERVICE_LIMITS if (value := getattr(line, name)) is not None
-    }
+    update = {}
+    for name in SERVICE_LIMITS:
+        if (value := getattr(line, name)) is not None:
+            if (clean := once.get(id(value))) is None:
+                clean = once[id(value)] = _clean(value)
+            update[name] = clean
     return line.model_copy(update=update)
 
 

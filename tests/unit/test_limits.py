@@ -117,3 +117,27 @@ def test_the_fast_path_knows_every_identifier() -> None:
     named = {name for name, limit in limits.DTO_LIMITS.items() if limit.identifier}
     assert named == {"msg_id", "accessionNo"}
     assert "control" in limits.check(QCareDto(msg_id="m", accessionNo="A\x7f"))["accessionNo"][0]
+
+
+def test_a_line_repeated_by_ref_is_scanned_and_cleaned_once() -> None:
+    """Fuzz seed 4125409733: one line's 1.2 MB of text, repeated by `$ref` 1,000 times,
+    took the gateway to 545 MB (the text joined once per repetition). Now each text
+    counts once, a repeated one is cleaned once, and what check() refuses (more than
+    MAX_SERVICE_LINES lines) is not cleaned first."""
+    import tracemalloc
+
+    text = "A" * 1_200_000 + "\x00"  # NUL: stored as U+FFFD
+    line = {"studyDesc": text, "bodypart": "chest"}
+    for repeats in (1_000, limits.MAX_SERVICE_LINES):
+        dto = QCareDto(msg_id="m", services=[ServicesInfo(**line) for _ in range(repeats)])
+        tracemalloc.start()
+        try:
+            stored, warnings = limits.make_storable(dto)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20_000_000, (repeats, peak)
+        if repeats == limits.MAX_SERVICE_LINES:  # within the limit: cleaned, once
+            assert warnings
+            assert stored.services is not None
+            assert {line.studyDesc for line in stored.services} == {"A" * 1_200_000 + "\ufffd"}
