@@ -254,22 +254,20 @@ class Publisher:
         """PublishError, nothing written, while RabbitMQ blocks the connection (an alarm):
         written, the message would stay unread until the alarm clears, and the client would
         wait out the timeout for a 503 anyway. Logs the changes it sees."""
-        blocked = sender.blocked
-        if blocked != (self._blocked_since is not None):
-            if blocked:
-                self._blocked_since = time.monotonic()
-                log.warning(BLOCKED, extra={"action": "broker_blocked"})
-            else:
-                held = time.monotonic() - (self._blocked_since or 0.0)
+        since = self._blocked_since
+        if not sender.blocked:
+            if since is not None:
                 self._blocked_since = None
                 log.info(
                     "RabbitMQ accepts publishes again",
-                    extra={"action": "broker_unblocked", "blocked_s": round(held, 1)},
-                )
-        if not blocked:
+                    extra={"action": "broker_unblocked",
+                           "blocked_s": round(time.monotonic() - since, 1)},
+                )  # fmt: skip
             return
-        assert self._blocked_since is not None
-        if time.monotonic() - self._blocked_since > BLOCKED_RECONNECT_S:
+        if since is None:
+            since = self._blocked_since = time.monotonic()
+            log.warning(BLOCKED, extra={"action": "broker_blocked"})
+        if time.monotonic() - since > BLOCKED_RECONNECT_S:
             # RabbitMQ stops reading a blocked connection and watching its heartbeats: one
             # that died meanwhile would look blocked for minutes. A new one (on any node)
             # is not blocked until it publishes, so the next request finds out again.
