@@ -196,7 +196,8 @@ async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
     """A pool that connects lazily (min_size=0), so start-up does not need the database."""
     # Tables start empty and grow fast: a generic plan cached while they were empty
     # (sequential scans) would be kept for the life of the connection. Custom plans
-    # follow the statistics autovacuum keeps up to date.
+    # follow the statistics autovacuum keeps up to date. The searches (console, FHIR,
+    # worklist) keep them; the worker's key lookups pass store.SESSION_SETTINGS instead.
     settings = {"plan_cache_mode": "force_custom_plan", **kwargs.pop("server_settings", {})}
     pool = await asyncpg.create_pool(
         url,

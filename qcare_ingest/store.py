@@ -76,6 +76,22 @@ class Outcome:
 Result = Outcome | ConflictError
 
 
+# The worker's database sessions (worker/consumer.py). Every statement here finds its rows
+# by key, so the right plan is the same whatever the tables hold: index scans joined by
+# nested loops. PostgreSQL then plans each statement once per connection (a generic plan)
+# instead of at every execution: planning was half of PostgreSQL's CPU per message (README,
+# performance). Without the enable_* settings a generic plan is costed on the statistics of
+# the moment; made while the tables were small, it would be sequential scans and hash joins,
+# kept as the tables grow (measured: 2.5 x PostgreSQL's CPU, lag p99 in seconds).
+# tests/integration/test_store_plans.py holds the plans to this.
+SESSION_SETTINGS = {
+    "plan_cache_mode": "force_generic_plan",
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+}
+
+
 async def init_connection(conn: Conn) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -329,14 +345,17 @@ def _write_statement() -> Named:
     line_cols = ", ".join(SERVICE_TYPES)
     line_arrays = ", ".join(f":lines_col_{c}::{t}[]" for c, t in SERVICE_TYPES.items())
     line_sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in SERVICE_TYPES)
-    # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows)
+    # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows); the delete
+    # finds the orders' lines by the key's first column alone, so that no plan can read the
+    # whole table's index instead (a join with unnest could: test_store_plans)
     return Named(f"""
 WITH write_patients AS ({patients}
 ), write_orders AS ({orders}
 ), line_counts AS (
     DELETE FROM order_services s
-     USING unnest(:counted_accession_no::text[], :line_count::int[]) AS c(acc, n)
-     WHERE s.accession_no = c.acc AND s.line_no >= c.n
+     WHERE s.accession_no = ANY(:counted_accession_no::text[])
+       AND s.line_no >= (:line_count::int[])[
+               array_position(:counted_accession_no::text[], s.accession_no)]
 ), lines AS (
     INSERT INTO order_services (accession_no, line_no, {line_cols})
     SELECT * FROM unnest(:lines_accession_no::text[], :lines_line_no::int[], {line_arrays})

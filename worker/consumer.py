@@ -30,7 +30,7 @@ from qcare_ingest.probes import serve_probes
 from qcare_ingest.processor import Counters, Processor, worker_id
 from qcare_ingest.retry import RetryPolicy
 from qcare_ingest.settlement import Settlement
-from qcare_ingest.store import init_connection
+from qcare_ingest.store import SESSION_SETTINGS, init_connection
 from qcare_ingest.topology import Topology, attach, declare
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,10 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._log_stopped)
             pool = await create_pool(
-                self.settings.worker_dsn, size=self.lanes + 1, init=init_connection
+                self.settings.worker_dsn,
+                size=self.lanes + 1,
+                init=init_connection,
+                server_settings=SESSION_SETTINGS,
             )
             stack.push_async_callback(pool.close)
 
