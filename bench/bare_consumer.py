@@ -20,8 +20,11 @@ import asyncpg
 from qcare_ingest.topology import QUEUE
 
 BATCH = 64
-INSERT = """INSERT INTO inbox (msg_id, body_sha256, received_at, status)
-            SELECT m, d, now(), 'applied' FROM unnest($1::text[], $2::bytea[]) AS t (m, d)
+# received_at is the bare gateway's receipt time (a header) and processed_at the time of
+# the write, as in our worker's transaction: the bench reads the lag of both the same way
+INSERT = """INSERT INTO inbox (msg_id, body_sha256, received_at, status, processed_at)
+            SELECT m, d, to_timestamp(r / 1e6), 'applied', clock_timestamp()
+              FROM unnest($1::text[], $2::bytea[], $3::int8[]) AS t (m, d, r)
             ON CONFLICT DO NOTHING"""
 
 
@@ -44,7 +47,8 @@ async def run(amqp_url: str, database_url: str) -> None:
             batch.append(pending.get_nowait())
         ids = [json.loads(m.body)["msg_id"] for m in batch]
         digests = [hashlib.sha256(m.body).digest() for m in batch]
-        await db.execute(INSERT, ids, digests)
+        received = [int((m.headers or {}).get("received_at") or 0) for m in batch]  # type: ignore[call-overload]
+        await db.execute(INSERT, ids, digests, received)
         await batch[-1].ack(multiple=True)
 
 

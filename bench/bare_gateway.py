@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -29,15 +30,19 @@ COUNTER = itertools.count()
 
 async def post(request: web.Request) -> web.Response:
     body = await request.read()
+    # the receipt time, as our gateway sends it: the bare pipeline's lag counts from it
+    headers = {"received_at": time.time_ns() // 1000}  # µs (a float header is 32-bit)
     await request.app[EXCHANGE_KEY].publish(
-        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), ROUTING_KEY
+        aio_pika.Message(body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        ROUTING_KEY,
     )
     return web.json_response({"status": "queued"})
 
 
 async def post_frames(request: web.Request) -> web.Response:
     body = await request.read()
-    await request.app[FRAMES_KEY].send(body, str(next(COUNTER)), {}, "application/json")
+    headers = {"received_at": time.time_ns() // 1000}  # µs (a float header is 32-bit)
+    await request.app[FRAMES_KEY].send(body, str(next(COUNTER)), headers, "application/json")
     return web.json_response({"status": "queued"})
 
 

@@ -116,7 +116,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         pids = {"gateway": [gw.pid], "workers": [w.pid for w in workers]}
-        run, load, cpu = await sampled_load(db, url, args.rate, args.seconds, pids, "applied")
+        run, load, cpu, disk = await sampled_load(db, url, args.rate, args.seconds, pids, "applied")
         lag = await lag_stats(db, run)
         for spy in spies.values():
             await asyncio.wait_for(spy.wait(), 60)
@@ -127,6 +127,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_us_per_message": cpu["us_per_message"],
             "lag_ms": {"p50": lag["lag_p50_ms"], "p99": lag["lag_p99_ms"]},
             "gateway_ms": {"p50": load["p50_ms"], "p99": load["p99_ms"]},
+            "disk": disk,
             "profiles": {
                 name: summarise(raw_dir / f"{name}.txt", args.top)
                 for name in procs
