@@ -77,18 +77,23 @@ Result = Outcome | ConflictError
 
 
 # The worker's database sessions (worker/consumer.py). Every statement here finds its rows
-# by key, so the right plan is the same whatever the tables hold: index scans joined by
-# nested loops. PostgreSQL then plans each statement once per connection (a generic plan)
-# instead of at every execution: planning was half of PostgreSQL's CPU per message (README,
-# performance). Without the enable_* settings a generic plan is costed on the statistics of
-# the moment; made while the tables were small, it would be sequential scans and hash joins,
-# kept as the tables grow (measured: 2.5 x PostgreSQL's CPU, lag p99 in seconds).
-# tests/integration/test_store_plans.py holds the plans to this.
+# by key (each table has an index condition on its key), so the right plan is the same
+# whatever the tables hold: index scans joined by nested loops. PostgreSQL then keeps one
+# generic plan per statement and connection (made again only after an ANALYZE or a schema
+# change of its tables) instead of planning at every execution: planning was half of
+# PostgreSQL's CPU per message (README, performance). Without the enable_* settings a
+# generic plan is costed on the statistics of the moment; made while the tables were small,
+# it would be sequential scans and hash joins until the next ANALYZE (measured: 2.4-3 x
+# PostgreSQL's CPU, lag p99 in seconds). tests/integration/test_store_plans.py holds the
+# plans made on empty tables to index conditions on the keys.
 SESSION_SETTINGS = {
     "plan_cache_mode": "force_generic_plan",
     "enable_seqscan": "off",
     "enable_hashjoin": "off",
     "enable_mergejoin": "off",
+    # a disabled node is only made expensive (1e10): a statement left with no other plan
+    # would cross jit_above_cost and be compiled at every execution
+    "jit": "off",
 }
 
 
@@ -322,7 +327,10 @@ def _study_at(raw_date: str | None, raw_time: str | None) -> datetime | None:
 
 def _update(table: str, key_col: str, types: dict[str, str]) -> str:
     """UPDATE … FROM unnest(arrays named `<table>_key`, `<table>_col_<column>`…, then the
-    field versions, version and last msg_id): see _changed."""
+    field versions, version and last msg_id): see _changed. The key is also matched with
+    `= ANY(keys)`, as in the inbox update below: that gives the table an index condition
+    of its own, so that a plan made while the table was empty cannot be a whole-index scan
+    joined to the arrays (SESSION_SETTINGS)."""
     cols = list(types)
     arrays = [
         f":{table}_key::text[]",
@@ -336,7 +344,7 @@ def _update(table: str, key_col: str, types: dict[str, str]) -> str:
            SET {sets}, field_versions = u.fv::jsonb, version = u.v, last_msg_id = u.lm,
                updated_at = now()
           FROM unnest({", ".join(arrays)}) AS u(k, {", ".join(cols)}, fv, v, lm)
-         WHERE t.{key_col} = u.k"""
+         WHERE t.{key_col} = u.k AND t.{key_col} = ANY(:{table}_key::text[])"""
 
 
 def _write_statement() -> Named:
@@ -364,7 +372,7 @@ WITH write_patients AS ({patients}
 UPDATE inbox i SET status = u.s, stale_for = u.f::jsonb, processed_at = clock_timestamp()
   FROM unnest(:inbox_msg_id::text[], :inbox_status::text[], :inbox_stale_for::text[])
        AS u(m, s, f)
- WHERE i.msg_id = u.m""")
+ WHERE i.msg_id = u.m AND i.msg_id = ANY(:inbox_msg_id::text[])""")
 
 
 # patients, orders, service lines and inbox outcomes of a batch: one fixed statement
