@@ -24,7 +24,7 @@ import asyncpg
 
 from bench import ceilings
 from bench.cpu import Sampler
-from bench.disk import DiskProbe
+from bench.disk import DiskProbe, describe_disk
 from bench.load import count_applied, new_run, prefill
 from qcare_ingest.topology import QUEUE
 from tests.support import isolation
@@ -314,14 +314,14 @@ async def sampled_load(
     the disk's flush times)."""
     run = new_run()
     sampler = Sampler(db, pids)
-    disk = DiskProbe(RESULTS)
+    probe = DiskProbe(RESULTS)
     await sampler.start()
-    disk.start()
+    probe.start()
     try:
         load = await open_loop(url, rate, seconds, run)
         await wait_applied(db, run, load["ok"], what)
     finally:
-        flushes = await asyncio.to_thread(disk.stop)
+        flushes = await asyncio.to_thread(probe.stop)
     used = await sampler.stop()
     cpu = cpu_per_message({**used, "load": load["cpu_s"]}, await count_applied(db, run))
     return run, load, cpu, flushes
@@ -503,7 +503,7 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, str, bool]]:
             "end-to-end lag p99 <= 100 ms at 50 % of end-to-end saturation",
             f"{e['half']['lag_p99_ms']} ms"
             + (
-                f" (slowest disk flush meanwhile {e['half']['disk']['max_ms']} ms)"
+                f" (slowest disk flush meanwhile: {describe_disk(e['half']['disk'])})"
                 if "disk" in e["half"]
                 else ""
             ),
@@ -521,10 +521,6 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, str, bool]]:
             max(growth.values()) < 10,
         ),
     ]
-
-
-def _flushes(disk: dict[str, Any]) -> str:
-    return f"{disk['max_ms']} ms ({disk['over_50_ms']})"
 
 
 def table(out: dict[str, Any]) -> str:
@@ -590,8 +586,8 @@ def table(out: dict[str, Any]) -> str:
         )
     if "disk" in e["half"]:  # runs since the disk probe
         lines.append(
-            f"| slowest disk flush during the 50 % run, ours / bare (flushes over 50 ms) | "
-            f"{_flushes(e['half']['disk'])} | {_flushes(b['disk'])} | |"
+            f"| slowest disk flush during the 50 % run | {describe_disk(e['half']['disk'])} "
+            f"| {describe_disk(b['disk'])} bare | |"
         )
     lines.append(
         f"| end-to-end saturation, gateway + 2 workers, against the bare pipeline | "

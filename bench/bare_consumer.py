@@ -47,6 +47,8 @@ async def run(amqp_url: str, database_url: str) -> None:
             batch.append(pending.get_nowait())
         ids = [json.loads(m.body)["msg_id"] for m in batch]
         digests = [hashlib.sha256(m.body).digest() for m in batch]
+        # every bare-gateway message has the header; one without it (none is expected) gets
+        # 1970, a lag nobody can mistake for a measurement (received_at is NOT NULL)
         received = [int((m.headers or {}).get("received_at") or 0) for m in batch]  # type: ignore[call-overload]
         await db.execute(INSERT, ids, digests, received)
         await batch[-1].ack(multiple=True)
