@@ -686,6 +686,23 @@ def chart(out: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def commit() -> str | None:
+    """The commit measured, with "+changes" when the tree differs from it (None outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     sizes = SMOKE if args.smoke else Sizes(soak_s=args.soak)
     out: dict[str, Any] = {
@@ -695,6 +712,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+        "commit": commit(),
         "smoke": args.smoke,
     }
     iso = await isolation.create("qcare_bench")
