@@ -353,17 +353,16 @@ def _write_statement() -> Named:
     line_cols = ", ".join(SERVICE_TYPES)
     line_arrays = ", ".join(f":lines_col_{c}::{t}[]" for c, t in SERVICE_TYPES.items())
     line_sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in SERVICE_TYPES)
-    # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows); the delete
-    # finds the orders' lines by the key's first column alone, so that no plan can read the
-    # whole table's index instead (a join with unnest could: test_store_plans)
+    # service lines: lines 0..k-1 upserted, lines k.. deleted (disjoint rows); every join
+    # with unnest also matches its keys with `= ANY`, as in _update
     return Named(f"""
 WITH write_patients AS ({patients}
 ), write_orders AS ({orders}
 ), line_counts AS (
     DELETE FROM order_services s
-     WHERE s.accession_no = ANY(:counted_accession_no::text[])
-       AND s.line_no >= (:line_count::int[])[
-               array_position(:counted_accession_no::text[], s.accession_no)]
+     USING unnest(:counted_accession_no::text[], :line_count::int[]) AS c(acc, n)
+     WHERE s.accession_no = c.acc AND s.line_no >= c.n
+       AND s.accession_no = ANY(:counted_accession_no::text[])
 ), lines AS (
     INSERT INTO order_services (accession_no, line_no, {line_cols})
     SELECT * FROM unnest(:lines_accession_no::text[], :lines_line_no::int[], {line_arrays})
