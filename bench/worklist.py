@@ -32,6 +32,7 @@ from pynetdicom import AE, evt
 
 from qcare_ingest.db import migrate
 from qcare_ingest.worklist import items, query, reads, scp
+from tests.support.isolation import drop_database
 from tests.support.procs import Proc, free_port, wait_for
 
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/"
@@ -226,11 +227,7 @@ async def main_async(orders: int, repeats: int, full_repeats: int) -> dict[str, 
         if worklist is not None:
             worklist.terminate(20)
             worklist.close()
-        admin = await asyncpg.connect(PG_BASE + "postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(PG_BASE, name)
 
 
 def _answers(port: int) -> bool:

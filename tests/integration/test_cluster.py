@@ -42,6 +42,7 @@ from qcare_ingest.store import init_connection
 from qcare_ingest.topology import declare
 from tests.conftest import PG_BASE, RunEnv, _unavailable
 from tests.support.http import post
+from tests.support.isolation import drop_database
 from tests.support.payloads import UPDATE, order
 from tests.support.procs import ROOT, Gateway, Proc, Worker, wait_for
 from tests.support.queues import cli
@@ -180,11 +181,7 @@ async def site(cluster: Cluster) -> AsyncIterator[Site]:
         for proc in s.started:
             proc.close()
         await pool.close()
-        admin = await asyncpg.connect(PG_BASE.rstrip("/") + "/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(PG_BASE, name)
         for n in sorted(cluster.down):
             cluster.start(n)  # a test that failed half-way left it down
         cluster.ctl("delete_vhost", name)

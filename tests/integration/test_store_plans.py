@@ -37,6 +37,7 @@ from qcare_ingest.store import (
     record_failure,
 )
 from tests.conftest import RunEnv
+from tests.support.isolation import drop_database
 
 # each table the worker reads, and the first column of the key it must be read by
 KEYS = {
@@ -96,11 +97,7 @@ async def new_database(test_env: RunEnv) -> AsyncIterator[str]:
     url = test_env.pg_base.rstrip("/") + "/" + name
     await migrate(url)
     yield url
-    admin = await asyncpg.connect(test_env.pg_base.rstrip("/") + "/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(test_env.pg_base, name)
 
 
 def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -54,10 +54,15 @@ async def create(prefix: str, amqp_base: str = AMQP_BASE, pg_base: str = PG_BASE
     return iso
 
 
-async def destroy(iso: Isolated) -> None:
-    admin = await asyncpg.connect(iso.pg_base.rstrip("/") + "/postgres")
+async def drop_database(pg_base: str, name: str) -> None:
+    """Drop database `name` of the server at `pg_base`, closing its connections."""
+    admin = await asyncpg.connect(pg_base.rstrip("/") + "/postgres")
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{iso.name}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def destroy(iso: Isolated) -> None:
+    await drop_database(iso.pg_base, iso.name)
     rabbitmqctl("delete_vhost", iso.name)
