@@ -503,7 +503,7 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, str, bool]]:
             "end-to-end lag p99 <= 100 ms at 50 % of end-to-end saturation",
             f"{e['half']['lag_p99_ms']} ms"
             + (
-                f" (slowest disk flush meanwhile: {describe_disk(e['half']['disk'])})"
+                f"; slowest disk flush meanwhile {describe_disk(e['half']['disk'])}"
                 if "disk" in e["half"]
                 else ""
             ),
@@ -587,7 +587,7 @@ def table(out: dict[str, Any]) -> str:
     if "disk" in e["half"]:  # runs since the disk probe
         lines.append(
             f"| slowest disk flush during the 50 % run | {describe_disk(e['half']['disk'])} "
-            f"| {describe_disk(b['disk'])} bare | |"
+            f"| bare: {describe_disk(b['disk'])} | |"
         )
     lines.append(
         f"| end-to-end saturation, gateway + 2 workers, against the bare pipeline | "

@@ -40,10 +40,11 @@ def summary(flushes_ms: list[float]) -> dict[str, Any]:
 
 
 def describe_disk(disk: dict[str, Any]) -> str:
-    """'357.2 ms (2 over 50 ms)', for the table; what went wrong if the probe failed."""
+    """'357.2 ms, 2 over 50 ms', for the table; what went wrong if the probe failed."""
     if disk.get("max_ms") is None:
         return f"no probe ({disk.get('error', 'no flushes')})"
-    return f"{disk['max_ms']} ms ({len(disk['slow_ms'])} over {SLOW_MS:.0f} ms)"
+    slow = len(disk["slow_ms"]) or "none"
+    return f"{disk['max_ms']} ms, {slow} over {SLOW_MS:.0f} ms"
 
 
 def probe(directory: Path, stop: threading.Event) -> list[float]:
