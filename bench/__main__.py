@@ -650,7 +650,7 @@ def chart(out: dict[str, Any], path: Path) -> None:
         title=f"Gateway latency and end-to-end lag (gateway saturation "
         f"{g['saturation_rps']:.0f} req/s)",
     )
-    left.legend()
+    left.legend(loc="best", fontsize=7)  # "best" keeps clear of every point
     c = out["ceilings"]
     ceilings = [
         ("publish\n64 in flight", c["publish_pipelined_64_per_s"]),
